@@ -1,0 +1,257 @@
+//! The v1 JSON payload of a reading.
+//!
+//! `decode` checks every field itself rather than deriving, so a rejection names the field and
+//! says what was wrong with it; ingest puts that sentence on the dead-letter topic.
+
+use std::collections::BTreeMap;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value as Json;
+
+use crate::reading::{Reading, Value};
+use crate::PAYLOAD_VERSION;
+
+/// Longest id (gateway, device) accepted, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Why a payload was rejected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("payload is not JSON: {0}")]
+    NotJson(String),
+    #[error("payload is not a JSON object")]
+    NotObject,
+    #[error("field `{field}` is missing")]
+    Missing { field: String },
+    #[error("field `{field}`: expected {expected}, found {found}")]
+    WrongType { field: String, expected: &'static str, found: &'static str },
+    #[error("field `{field}`: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("field `v`: payload version {found} is not supported (this ingest speaks {PAYLOAD_VERSION})")]
+    UnsupportedVersion { found: String },
+}
+
+impl PayloadError {
+    /// The field at fault, if the payload got as far as having fields.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            PayloadError::Missing { field }
+            | PayloadError::WrongType { field, .. }
+            | PayloadError::Invalid { field, .. } => Some(field),
+            PayloadError::UnsupportedVersion { .. } => Some("v"),
+            PayloadError::NotJson(_) | PayloadError::NotObject => None,
+        }
+    }
+}
+
+struct JsonValue<'a>(&'a Value);
+
+impl Serialize for JsonValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Float(f) => s.serialize_f64(*f),
+            Value::Text(t) => s.serialize_str(t),
+        }
+    }
+}
+
+struct Wire<'a>(&'a Reading);
+
+impl Serialize for Wire<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let finite = |v: &Value| !matches!(v, Value::Float(f) if !f.is_finite());
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("v", &PAYLOAD_VERSION)?;
+        m.serialize_entry("gw", &r.gateway)?;
+        m.serialize_entry("dev", &r.device)?;
+        m.serialize_entry("kind", &r.kind)?;
+        m.serialize_entry("sid", &r.session)?;
+        m.serialize_entry("seq", &r.seq)?;
+        m.serialize_entry("ts", &r.ts_ms)?;
+        let values: BTreeMap<&str, JsonValue> =
+            r.values.iter().filter(|(_, v)| finite(v)).map(|(k, v)| (k.as_str(), JsonValue(v))).collect();
+        m.serialize_entry("values", &values)?;
+        // JSON has no NaN or infinity: such a value travels as a point error, not as null.
+        let mut errors: BTreeMap<&str, &str> =
+            r.errors.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        for (k, v) in &r.values {
+            if !finite(v) {
+                errors.entry(k.as_str()).or_insert("not a finite number");
+            }
+        }
+        if !errors.is_empty() {
+            m.serialize_entry("errors", &errors)?;
+        }
+        m.serialize_entry("replay", &r.replay)?;
+        m.end()
+    }
+}
+
+/// The v1 JSON payload of `reading`.
+pub fn encode(reading: &Reading) -> Vec<u8> {
+    serde_json::to_vec(&Wire(reading)).expect("a map of strings and numbers always serializes")
+}
+
+/// Parses and validates a v1 payload. Unknown fields are ignored.
+pub fn decode(bytes: &[u8]) -> Result<Reading, PayloadError> {
+    let json: Json = serde_json::from_slice(bytes).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let Json::Object(obj) = json else {
+        return Err(PayloadError::NotObject);
+    };
+    let get = |field: &str| obj.get(field).ok_or_else(|| PayloadError::Missing { field: field.into() });
+
+    match get("v")? {
+        Json::Number(n) if n.as_u64() == Some(PAYLOAD_VERSION) => {}
+        other => return Err(PayloadError::UnsupportedVersion { found: other.to_string() }),
+    }
+    let gateway = id_field("gw", get("gw")?)?;
+    let device = id_field("dev", get("dev")?)?;
+    let kind = string_field("kind", get("kind")?)?;
+    if !is_kind(&kind) {
+        return Err(invalid("kind", "must be lower-case letters, digits and `_`, starting with a letter"));
+    }
+    let session = u64_field("sid", get("sid")?)?;
+    let seq = u64_field("seq", get("seq")?)?;
+    let ts = u64_field("ts", get("ts")?)?;
+    if ts == 0 || ts > i64::MAX as u64 {
+        return Err(invalid("ts", "must be milliseconds since the epoch, above 0"));
+    }
+
+    let Json::Object(raw_values) = get("values")? else {
+        return Err(wrong_type("values", "an object", get("values")?));
+    };
+    let mut values = BTreeMap::new();
+    for (name, v) in raw_values {
+        let field = || format!("values.{name}");
+        if !is_point_name(name) {
+            return Err(PayloadError::Invalid {
+                field: field(),
+                reason: "a point name must be letters, digits and `_`, not starting with a digit".into(),
+            });
+        }
+        let value = match v {
+            Json::Bool(b) => Value::Bool(*b),
+            Json::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                // serde_json refuses numbers beyond f64, so this is always finite.
+                None => Value::Float(n.as_f64().unwrap_or_default()),
+            },
+            Json::String(s) => Value::Text(s.clone()),
+            other => {
+                return Err(PayloadError::WrongType {
+                    field: field(),
+                    expected: "a number, a boolean or a string",
+                    found: type_name(other),
+                })
+            }
+        };
+        values.insert(name.clone(), value);
+    }
+
+    let mut errors = BTreeMap::new();
+    match obj.get("errors") {
+        None | Some(Json::Null) => {}
+        Some(Json::Object(raw)) => {
+            for (name, why) in raw {
+                let Json::String(why) = why else {
+                    return Err(PayloadError::WrongType {
+                        field: format!("errors.{name}"),
+                        expected: "a string",
+                        found: type_name(why),
+                    });
+                };
+                errors.insert(name.clone(), why.clone());
+            }
+        }
+        Some(other) => return Err(wrong_type("errors", "an object", other)),
+    }
+
+    let replay = match obj.get("replay") {
+        None | Some(Json::Null) => false,
+        Some(Json::Bool(b)) => *b,
+        Some(other) => return Err(wrong_type("replay", "a boolean", other)),
+    };
+
+    Ok(Reading { gateway, device, kind, session, seq, ts_ms: ts as i64, values, errors, replay })
+}
+
+fn invalid(field: &str, reason: &str) -> PayloadError {
+    PayloadError::Invalid { field: field.into(), reason: reason.into() }
+}
+
+fn wrong_type(field: &str, expected: &'static str, found: &Json) -> PayloadError {
+    PayloadError::WrongType { field: field.into(), expected, found: type_name(found) }
+}
+
+fn type_name(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(n) if n.is_f64() => "a fractional number",
+        Json::Number(n) if n.is_i64() && n.as_i64() < Some(0) => "a negative number",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+fn string_field(field: &str, v: &Json) -> Result<String, PayloadError> {
+    match v {
+        Json::String(s) => Ok(s.clone()),
+        other => Err(wrong_type(field, "a string", other)),
+    }
+}
+
+fn u64_field(field: &str, v: &Json) -> Result<u64, PayloadError> {
+    match v {
+        Json::Number(n) if n.as_u64().is_some() => Ok(n.as_u64().unwrap_or_default()),
+        other => Err(wrong_type(field, "an unsigned integer", other)),
+    }
+}
+
+fn id_field(field: &str, v: &Json) -> Result<String, PayloadError> {
+    let s = string_field(field, v)?;
+    check_id(&s).map_err(|reason| invalid(field, reason))?;
+    Ok(s)
+}
+
+/// Checks a gateway or device id: it becomes a topic level and a TSDB tag, so it must be
+/// non-empty, short, and free of MQTT wildcards, separators and white space.
+pub fn check_id(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() {
+        return Err("must not be empty");
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err("must be at most 128 bytes");
+    }
+    if id
+        .chars()
+        .any(|c| matches!(c, '/' | '+' | '#' | ',' | '=' | '"' | '\\') || c.is_whitespace() || c.is_control())
+    {
+        return Err("must not contain `/`, `+`, `#`, `,`, `=`, quotes, backslashes or white space");
+    }
+    Ok(())
+}
+
+/// An equipment kind: `elevator`, `water_meter`, ...
+pub fn is_kind(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.len() <= 64
+}
+
+/// A point name: usable as a CEL identifier and as a line-protocol field key.
+pub fn is_point_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && s.len() <= 128
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,24 @@
+//! The contract between the edge gateway, ingest and anyone else on the broker.
+//!
+//! Module map (data flows top to bottom):
+//! - [`reading`]: `Reading`, one poll of one device, and its point `Value`s.
+//! - [`codec`]: the v1 JSON payload: `encode` for the gateway, `decode` for ingest. A rejected
+//!   payload names the field and the reason (`PayloadError`).
+//! - [`topic`]: building and parsing every topic of the wire contract, and the partition of a
+//!   device (`crc32(device) % partitions`).
+//! - [`alert`]: the JSON published on `alerts/{device}/{rule}` and `events/alerts`.
+//!
+//! No network code lives here: both sides link it.
+
+pub mod alert;
+pub mod codec;
+pub mod reading;
+pub mod topic;
+
+pub use alert::{AlertMessage, AlertStatus};
+pub use codec::{decode, encode, PayloadError};
+pub use reading::{Reading, Value};
+pub use topic::{partition_of, Topic, TopicError, Topics};
+
+/// The payload version this crate speaks.
+pub const PAYLOAD_VERSION: u64 = 1;
