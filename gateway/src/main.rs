@@ -1,0 +1,169 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use gateway::sim::{SimPlan, Simulator};
+use gateway::GatewayConfig;
+use tokio::sync::watch;
+
+/// Edge gateway: polls Modbus devices (elevators, boilers, water meters, charging piles) and
+/// publishes their readings over MQTT at QoS 1.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Log filter, e.g. `info` or `gateway=debug` (overrides RUST_LOG).
+    #[arg(long, global = true, env = "GATEWAY_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Poll the devices of a config file and publish their readings until Ctrl-C or SIGTERM.
+    Run {
+        /// The gateway config (TOML). Scalar keys can be overridden with GATEWAY_{SECTION}__{KEY}
+        /// variables, e.g. GATEWAY_MQTT__URL=mqtt://127.0.0.1:1884.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate a config file and print each device's Modbus read requests.
+    Plan {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Serve simulated devices over Modbus TCP, one unit id per device, faults coming and going.
+    Sim(SimArgs),
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    /// Address to listen on (port 0 picks a free one; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:5020")]
+    listen: SocketAddr,
+    /// Number of simulated elevators (profile elevator-box-v1).
+    #[arg(long, default_value_t = 2)]
+    elevators: usize,
+    /// Number of simulated boilers (profile boiler-ctl-v1).
+    #[arg(long, default_value_t = 1)]
+    boilers: usize,
+    /// Number of simulated water meters (profile water-meter-v1).
+    #[arg(long, default_value_t = 2)]
+    water_meters: usize,
+    /// Number of simulated DC charging piles (profile charging-pile-dc-v1).
+    #[arg(long, default_value_t = 1)]
+    charging_piles: usize,
+    /// Each device's fault repeats this often.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    fault_period: Duration,
+    /// How long each fault lasts (0s: no faults).
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    fault_duration: Duration,
+    /// Delay from start to the first device's first fault.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    fault_delay: Duration,
+    /// Delay between the faults of successive devices.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    fault_stagger: Duration,
+    /// Also write a gateway config that polls these devices to this file.
+    #[arg(long)]
+    write_config: Option<PathBuf>,
+    /// MQTT URL for the written config.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    mqtt_url: String,
+    /// Gateway id for the written config.
+    #[arg(long, default_value = "gw-sim")]
+    gateway_id: String,
+    /// Poll interval for the written config.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+}
+
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Run { config } => {
+            let cfg = GatewayConfig::load(&config)?;
+            gateway::run(cfg, shutdown_signal()).await?;
+        }
+        Command::Plan { config } => {
+            let cfg = GatewayConfig::load(&config)?;
+            for line in cfg.build()? {
+                println!("line {} ({:?} {})", line.config.name, line.config.transport, line.config.address);
+                for d in &line.devices {
+                    println!(
+                        "  device {} unit {} profile {}: {} requests",
+                        d.config.id,
+                        d.config.unit,
+                        d.profile.name,
+                        d.plan.len()
+                    );
+                    for r in &d.plan {
+                        let names: Vec<&str> =
+                            r.points.iter().map(|&i| d.profile.points[i].name.as_str()).collect();
+                        println!(
+                            "    {:<8} {:>5} +{:<4} {}",
+                            r.table.name(),
+                            r.start,
+                            r.count,
+                            names.join(", ")
+                        );
+                    }
+                }
+            }
+        }
+        Command::Sim(args) => run_sim(args).await?,
+    }
+    Ok(())
+}
+
+async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
+    let plan = SimPlan {
+        counts: vec![
+            ("elevator".into(), args.elevators),
+            ("boiler".into(), args.boilers),
+            ("water_meter".into(), args.water_meters),
+            ("charging_pile".into(), args.charging_piles),
+        ],
+        fault_period: args.fault_period,
+        fault_duration: args.fault_duration,
+        fault_delay: args.fault_delay,
+        fault_stagger: args.fault_stagger,
+    };
+    let sim = Arc::new(Simulator::new(&plan, gateway::bus::now_ms())?);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    if let Some(path) = &args.write_config {
+        let text = sim.gateway_config(&args.gateway_id, addr, &args.mqtt_url, args.interval);
+        std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
+    }
+    println!("simulator listening on {addr}");
+    for d in sim.devices() {
+        println!("  unit {:>3}  {:<12} {}", d.unit, d.id, d.profile.name);
+    }
+    gateway::sim::serve(listener, sim, shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! `gateway sim`: simulated elevators, boilers, water meters and charging piles behind one
+//! Modbus TCP listener, one unit id per device, each with a fault that comes and goes.
+//!
+//! [`Simulator::answer`] is the pure core (a request and a time in, a response out); [`serve`]
+//! is the socket shell around it. The registers are written with the same profiles and
+//! `register::encode_registers` the poller decodes with.
+
+pub mod model;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_modbus::server::tcp::{accept_tcp_connection, Server};
+use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
+
+pub use model::{FaultSchedule, Model};
+
+use crate::profile::{Profile, Table};
+use crate::register::encode_registers;
+
+/// The built-in profile each simulated kind uses.
+pub const KIND_PROFILES: &[(&str, &str)] = &[
+    ("elevator", "elevator-box-v1"),
+    ("boiler", "boiler-ctl-v1"),
+    ("water_meter", "water-meter-v1"),
+    ("charging_pile", "charging-pile-dc-v1"),
+];
+
+/// One simulated device.
+#[derive(Clone, Debug)]
+pub struct SimDevice {
+    pub id: String,
+    pub unit: u8,
+    pub profile: Arc<Profile>,
+    pub model: Model,
+    /// The device's number among those of its kind, so devices of a kind differ.
+    pub index: usize,
+    pub faults: FaultSchedule,
+}
+
+/// How many devices of each kind, and when their faults come.
+#[derive(Clone, Debug)]
+pub struct SimPlan {
+    pub counts: Vec<(String, usize)>,
+    pub fault_period: Duration,
+    pub fault_duration: Duration,
+    /// Delay before the first device's first fault; later devices follow `fault_stagger` apart.
+    pub fault_delay: Duration,
+    pub fault_stagger: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("the simulator knows no kind `{0}` (it knows elevator, boiler, water_meter, charging_pile)")]
+    UnknownKind(String),
+    #[error("more than 247 devices on one simulated line")]
+    TooManyDevices,
+    #[error(transparent)]
+    Profile(#[from] crate::profile::ProfileError),
+}
+
+#[derive(Clone, Debug)]
+pub struct Simulator {
+    devices: BTreeMap<u8, SimDevice>,
+}
+
+impl Simulator {
+    /// Builds the devices of `plan`, numbered from unit 1, faults counted from `start_ms`.
+    pub fn new(plan: &SimPlan, start_ms: i64) -> Result<Simulator, SimError> {
+        let mut devices = BTreeMap::new();
+        let mut unit: u16 = 0;
+        for (kind, count) in &plan.counts {
+            let model = Model::for_kind(kind).ok_or_else(|| SimError::UnknownKind(kind.clone()))?;
+            let profile_name =
+                KIND_PROFILES.iter().find(|(k, _)| k == kind).map(|(_, p)| *p).unwrap_or_default();
+            let profile = Arc::new(Profile::built_in(profile_name)?);
+            for index in 0..*count {
+                unit += 1;
+                if unit > 247 {
+                    return Err(SimError::TooManyDevices);
+                }
+                let stagger = plan.fault_stagger.as_millis() as i64 * (unit as i64 - 1);
+                let faults = FaultSchedule {
+                    start_ms,
+                    delay_ms: plan.fault_delay.as_millis() as i64 + stagger,
+                    period_ms: plan.fault_period.as_millis() as i64,
+                    duration_ms: plan.fault_duration.as_millis() as i64,
+                };
+                let prefix = match kind.as_str() {
+                    "elevator" => "elev",
+                    "water_meter" => "wm",
+                    "charging_pile" => "pile",
+                    other => other,
+                };
+                let id = format!("{prefix}-{:04}", index + 1);
+                devices.insert(
+                    unit as u8,
+                    SimDevice { id, unit: unit as u8, profile: profile.clone(), model, index, faults },
+                );
+            }
+        }
+        Ok(Simulator { devices })
+    }
+
+    pub fn devices(&self) -> impl Iterator<Item = &SimDevice> {
+        self.devices.values()
+    }
+
+    /// The register (or bit) image of one table of a device at `now_ms`: address to word.
+    pub fn image(&self, device: &SimDevice, table: Table, now_ms: i64) -> BTreeMap<u16, u16> {
+        let values: BTreeMap<&str, f64> =
+            device.model.sample(device.index, now_ms, device.faults.active(now_ms)).into_iter().collect();
+        let mut image = BTreeMap::new();
+        for p in device.profile.points.iter().filter(|p| p.table == table) {
+            let v = values.get(p.name.as_str()).copied().unwrap_or(0.0);
+            for (k, w) in encode_registers(p, v).into_iter().enumerate() {
+                image.insert(p.address + k as u16, w);
+            }
+        }
+        image
+    }
+
+    /// Answers one request at `now_ms`. Addresses between a table's first and last point read
+    /// as zero when unmapped (so gap-filling requests work); outside that range they are an
+    /// illegal data address, as on real firmware.
+    pub fn answer(&self, unit: u8, request: &Request<'_>, now_ms: i64) -> Result<Response, ExceptionCode> {
+        let device = self.devices.get(&unit).ok_or(ExceptionCode::GatewayTargetDevice)?;
+        let (table, start, count) = match *request {
+            Request::ReadCoils(a, n) => (Table::Coil, a, n),
+            Request::ReadDiscreteInputs(a, n) => (Table::Discrete, a, n),
+            Request::ReadInputRegisters(a, n) => (Table::Input, a, n),
+            Request::ReadHoldingRegisters(a, n) => (Table::Holding, a, n),
+            _ => return Err(ExceptionCode::IllegalFunction),
+        };
+        if count == 0 || count > table.protocol_limit() {
+            return Err(ExceptionCode::IllegalDataValue);
+        }
+        let image = self.image(device, table, now_ms);
+        let (Some((&first, _)), Some((&last, _))) = (image.first_key_value(), image.last_key_value()) else {
+            return Err(ExceptionCode::IllegalDataAddress);
+        };
+        let end = start as u32 + count as u32 - 1;
+        if start < first || end > last as u32 {
+            return Err(ExceptionCode::IllegalDataAddress);
+        }
+        let words = (start as u32..=end).map(|a| image.get(&(a as u16)).copied().unwrap_or(0));
+        Ok(match table {
+            Table::Coil => Response::ReadCoils(words.map(|w| w != 0).collect()),
+            Table::Discrete => Response::ReadDiscreteInputs(words.map(|w| w != 0).collect()),
+            Table::Input => Response::ReadInputRegisters(words.collect()),
+            Table::Holding => Response::ReadHoldingRegisters(words.collect()),
+        })
+    }
+
+    /// A gateway config that polls every simulated device at `interval` over one TCP line.
+    pub fn gateway_config(
+        &self,
+        gateway_id: &str,
+        modbus: SocketAddr,
+        mqtt_url: &str,
+        interval: Duration,
+    ) -> String {
+        let mut s = format!(
+            "[gateway]\nid = \"{gateway_id}\"\n\n[mqtt]\nurl = \"{mqtt_url}\"\n\n\
+             [[line]]\nname = \"sim\"\ntransport = \"tcp\"\naddress = \"{modbus}\"\ntimeout = \"1s\"\n"
+        );
+        for d in self.devices() {
+            s += &format!(
+                "\n[[device]]\nid = \"{}\"\nline = \"sim\"\nunit = {}\nprofile = \"{}\"\ninterval = \"{}\"\n",
+                d.id,
+                d.unit,
+                d.profile.name,
+                humantime::format_duration(interval)
+            );
+        }
+        s
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Clone)]
+struct Service {
+    sim: Arc<Simulator>,
+}
+
+impl tokio_modbus::server::Service for Service {
+    type Request = SlaveRequest<'static>;
+    type Response = Response;
+    type Exception = ExceptionCode;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, ExceptionCode>> + Send>>;
+
+    fn call(&self, req: Self::Request) -> Self::Future {
+        let result = self.sim.answer(req.slave, &req.request, now_ms());
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// Serves the simulator on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    sim: Arc<Simulator>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let shutdown = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    let server = Server::new(listener);
+    let new_service = move |_peer: SocketAddr| Ok(Some(Service { sim: sim.clone() }));
+    let on_connected = |stream, peer| {
+        let new_service = new_service.clone();
+        async move { accept_tcp_connection(stream, peer, new_service) }
+    };
+    let on_error = |err| tracing::warn!("simulator connection: {err}");
+    server.serve_until(&on_connected, on_error, shutdown).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> SimPlan {
+        SimPlan {
+            counts: KIND_PROFILES.iter().map(|(k, _)| (k.to_string(), 2)).collect(),
+            fault_period: Duration::from_secs(60),
+            fault_duration: Duration::from_secs(20),
+            fault_delay: Duration::from_secs(10),
+            fault_stagger: Duration::from_secs(3),
+        }
+    }
+
+    #[test]
+    fn numbers_devices_by_unit_and_names_them_by_kind() {
+        let sim = Simulator::new(&plan(), 0).unwrap();
+        let ids: Vec<_> = sim.devices().map(|d| (d.unit, d.id.as_str())).collect();
+        assert_eq!(ids[0], (1, "elev-0001"));
+        assert_eq!(ids[3], (4, "boiler-0002"));
+        assert_eq!(ids[7], (8, "pile-0002"));
+    }
+
+    #[test]
+    fn answers_reads_and_refuses_what_a_device_would() {
+        let sim = Simulator::new(&plan(), 0).unwrap();
+        let r = sim.answer(3, &Request::ReadHoldingRegisters(100, 21), 1_000).unwrap();
+        let Response::ReadHoldingRegisters(words) = r else { panic!() };
+        assert_eq!(words.len(), 21);
+        assert_eq!(
+            sim.answer(3, &Request::ReadHoldingRegisters(99, 2), 0),
+            Err(ExceptionCode::IllegalDataAddress)
+        );
+        assert_eq!(
+            sim.answer(3, &Request::ReadHoldingRegisters(120, 2), 0),
+            Err(ExceptionCode::IllegalDataAddress)
+        );
+        assert_eq!(
+            sim.answer(99, &Request::ReadHoldingRegisters(0, 1), 0),
+            Err(ExceptionCode::GatewayTargetDevice)
+        );
+        assert_eq!(sim.answer(1, &Request::ReadCoils(0, 1), 0), Err(ExceptionCode::IllegalDataAddress));
+        assert_eq!(sim.answer(1, &Request::WriteSingleCoil(0, true), 0), Err(ExceptionCode::IllegalFunction));
+    }
+
+    #[test]
+    fn writes_a_gateway_config_that_loads() {
+        let sim = Simulator::new(&plan(), 0).unwrap();
+        let text = sim.gateway_config(
+            "gw-sim",
+            "127.0.0.1:5020".parse().unwrap(),
+            "mqtt://127.0.0.1:1883",
+            Duration::from_secs(1),
+        );
+        let cfg = crate::config::GatewayConfig::from_toml(&text).unwrap();
+        assert_eq!(cfg.devices.len(), 8);
+    }
+}
