@@ -35,9 +35,7 @@ pub fn plan(profile: &Profile) -> Vec<ReadRequest> {
         if let Some(last) = requests.last_mut() {
             let gap = p.address as i64 - last.end() as i64 - 1;
             let new_end = last.end().max(p.end());
-            if last.table == p.table
-                && gap <= profile.max_gap as i64
-                && new_end - (last.start as u32) < limit
+            if last.table == p.table && gap <= profile.max_gap as i64 && new_end - (last.start as u32) < limit
             {
                 last.count = (new_end - last.start as u32 + 1) as u16;
                 last.points.push(i);
