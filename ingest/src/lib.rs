@@ -1,1 +1,20 @@
+//! Ingest: from the broker to the TSDB and the alert sinks.
+//!
+//! Module map, in the order data flows:
+//! - [`config`]: `ingest.toml` with `INGEST_*` env overrides.
+//! - [`server`]: the async shell: MQTT with manual acks, batching, acks after durable writes.
+//! - [`pipeline`]: the pure core: topic and payload in; line protocol, alert transitions or a
+//!   dead letter out. Hosts the [`rules`] engine.
+//! - [`line_protocol`]: readings and alerts as InfluxDB line protocol.
+//! - [`sink`]: the InfluxDB v2 write API (influxdb2 crate), or rotated line-protocol files.
+//! - [`broker`] and [`demo`]: `ingest demo`, the whole system in one process.
 
+pub mod broker;
+pub mod config;
+pub mod demo;
+pub mod line_protocol;
+pub mod pipeline;
+pub mod server;
+pub mod sink;
+
+pub use config::IngestConfig;

@@ -1,0 +1,222 @@
+//! `ingest.toml`. Read with the `config` crate; scalar keys can be overridden from the
+//! environment as `INGEST_{SECTION}__{KEY}`, e.g. `INGEST_TSDB__TOKEN=...`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub mqtt: MqttConfig,
+    #[serde(default)]
+    pub rules: RulesConfig,
+    /// An InfluxDB v2 write endpoint. Without one, readings go to line-protocol files.
+    #[serde(default)]
+    pub tsdb: Option<TsdbConfig>,
+    #[serde(default)]
+    pub files: FilesConfig,
+    #[serde(default)]
+    pub batch: BatchConfig,
+}
+
+fn default_client_id() -> String {
+    "ingest-1".into()
+}
+fn default_partitions() -> u32 {
+    16
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host:port`.
+    pub url: String,
+    /// Must be stable: the broker keeps the persistent session under it.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub topic_prefix: String,
+    /// Total partitions of `telemetry/{p}/…`, as the gateways use.
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+    /// The partitions this instance owns; all of them when absent.
+    #[serde(default)]
+    pub own_partitions: Option<Vec<u32>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Rule files or folders of `*.toml`; the built-in default pack when empty.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsdbConfig {
+    /// Base URL of a server speaking the InfluxDB v2 write API (no path prefix).
+    pub url: String,
+    #[serde(default)]
+    pub org: String,
+    pub bucket: String,
+    #[serde(default)]
+    pub token: String,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_rotate_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_rotate_every() -> Duration {
+    Duration::from_secs(3600)
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Folder of the rotated line-protocol files (and of rejected batches).
+    #[serde(default = "default_dir")]
+    pub dir: PathBuf,
+    #[serde(default = "default_rotate_bytes")]
+    pub rotate_bytes: u64,
+    #[serde(default = "default_rotate_every", with = "humantime_serde")]
+    pub rotate_every: Duration,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            dir: default_dir(),
+            rotate_bytes: default_rotate_bytes(),
+            rotate_every: default_rotate_every(),
+        }
+    }
+}
+
+fn default_batch_size() -> usize {
+    5_000
+}
+fn default_flush_every() -> Duration {
+    Duration::from_millis(200)
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Readings per write at most.
+    #[serde(default = "default_batch_size")]
+    pub max_readings: usize,
+    /// A partial batch is written after this long.
+    #[serde(default = "default_flush_every", with = "humantime_serde")]
+    pub flush_every: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { max_readings: default_batch_size(), flush_every: default_flush_every() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Load { file: String, source: config::ConfigError },
+    #[error("{file}:\n  {}", problems.join("\n  "))]
+    Invalid { file: String, problems: Vec<String> },
+}
+
+impl IngestConfig {
+    pub fn load(path: &Path) -> Result<IngestConfig, ConfigError> {
+        let file = path.display().to_string();
+        let cfg: IngestConfig = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(config::Environment::with_prefix("INGEST").prefix_separator("_").separator("__"))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|source| ConfigError::Load { file: file.clone(), source })?;
+        let problems = cfg.problems();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid { file, problems })
+        }
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = gateway::config::parse_mqtt_url(&self.mqtt.url) {
+            problems.push(format!("mqtt.url: {e}"));
+        }
+        if self.mqtt.partitions == 0 {
+            problems.push("mqtt.partitions must be at least 1".into());
+        }
+        for p in self.mqtt.own_partitions.iter().flatten() {
+            if *p >= self.mqtt.partitions {
+                problems.push(format!(
+                    "mqtt.own_partitions: {p} is not below mqtt.partitions = {}",
+                    self.mqtt.partitions
+                ));
+            }
+        }
+        if let Some(t) = &self.tsdb {
+            if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
+                problems.push(format!("tsdb.url `{}` must start with http:// or https://", t.url));
+            }
+            if t.bucket.is_empty() {
+                problems.push("tsdb.bucket must not be empty".into());
+            }
+        }
+        if self.batch.max_readings == 0 {
+            problems.push("batch.max_readings must be at least 1".into());
+        }
+        problems
+    }
+
+    /// The subscription filters for the owned partitions.
+    pub fn filters(&self) -> Vec<String> {
+        let topics = telemetry::Topics::new(&self.mqtt.topic_prefix);
+        match &self.mqtt.own_partitions {
+            None => vec![topics.telemetry_filter(None)],
+            Some(ps) => ps.iter().map(|p| topics.telemetry_filter(Some(*p))).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_in_deploy_loads() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/ingest.toml"));
+        let cfg = IngestConfig::load(path).unwrap();
+        assert!(cfg.tsdb.is_some());
+        assert_eq!(cfg.filters(), vec!["telemetry/+/+/+".to_string()]);
+    }
+
+    #[test]
+    fn owned_partitions_give_one_filter_each_and_are_checked() {
+        let text = "[mqtt]\nurl = \"mqtt://127.0.0.1\"\npartitions = 4\nown_partitions = [0, 2, 7]\n";
+        let cfg: IngestConfig = toml::from_str(text).unwrap();
+        assert_eq!(
+            cfg.problems(),
+            vec!["mqtt.own_partitions: 7 is not below mqtt.partitions = 4".to_string()]
+        );
+        assert_eq!(cfg.filters()[1], "telemetry/2/+/+");
+    }
+}

@@ -1,0 +1,95 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use ingest::IngestConfig;
+use tokio::sync::watch;
+
+/// Ingest: consumes readings from MQTT, checks them, evaluates the alert rules, writes readings
+/// and alerts to an InfluxDB v2 write endpoint (or rotated line-protocol files), and publishes
+/// alert transitions.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Log filter, e.g. `info` or `ingest=debug`.
+    #[arg(long, global = true, env = "INGEST_LOG", default_value = "info,rumqttd=off")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run ingest with a config file until Ctrl-C or SIGTERM, then write and acknowledge what it
+    /// holds. Scalar keys can be overridden with INGEST_{SECTION}__{KEY} variables, e.g.
+    /// INGEST_TSDB__TOKEN.
+    Run {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Run the whole system in one process on embedded defaults: an embedded MQTT broker,
+    /// simulated elevators, boilers, water meters and charging piles, a gateway, ingest with the
+    /// default rule pack, readings to line-protocol files. Prints each alert as it fires and
+    /// resolves.
+    Demo {
+        /// Stop cleanly after this long (e.g. `90s`, `5m`); without it, run until Ctrl-C.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        run_for: Option<Duration>,
+        /// Where the line-protocol files and the generated gateway config go.
+        #[arg(long, default_value = "demo-data")]
+        data_dir: PathBuf,
+        /// Where the embedded broker listens; a free port is used when this one is taken.
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        broker: SocketAddr,
+        #[arg(long, default_value_t = 2)]
+        elevators: usize,
+        #[arg(long, default_value_t = 1)]
+        boilers: usize,
+        #[arg(long, default_value_t = 2)]
+        water_meters: usize,
+        #[arg(long, default_value_t = 1)]
+        charging_piles: usize,
+    },
+}
+
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Run { config } => {
+            let cfg = IngestConfig::load(&config)?;
+            ingest::server::run(cfg, ingest::server::Hooks::default(), shutdown_signal()).await?;
+        }
+        Command::Demo { run_for, data_dir, broker, elevators, boilers, water_meters, charging_piles } => {
+            let opts = ingest::demo::DemoOptions {
+                data_dir,
+                run_for,
+                broker,
+                elevators,
+                boilers,
+                water_meters,
+                charging_piles,
+            };
+            ingest::demo::run(opts, shutdown_signal()).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! The pure core of ingest: one MQTT message in, what to do with it out. No I/O, no clock:
+//! the shell in [`crate::server`] writes, publishes and acknowledges.
+
+use std::collections::BTreeMap;
+
+use rules::Engine;
+use serde::Serialize;
+use telemetry::{AlertMessage, Topic, Topics};
+
+use crate::line_protocol;
+
+/// What one message turned into.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// A valid reading: its line(s) for the TSDB, and the alert transitions it caused.
+    Reading { kind: String, lines: String, alerts: Vec<AlertMessage> },
+    /// Rejected: publish `payload` on `topic` (the dead-letter topic of the gateway).
+    DeadLetter { topic: String, payload: Vec<u8>, reason: String },
+}
+
+/// The dead-letter message: why, and what was received.
+#[derive(Serialize)]
+struct DeadLetter<'a> {
+    reason: &'a str,
+    topic: &'a str,
+    /// The payload as text (invalid UTF-8 replaced), cut at 64 KiB.
+    payload: &'a str,
+    received_at: i64,
+}
+
+/// Counters for the operator.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub received: u64,
+    pub invalid: u64,
+    pub readings_by_kind: BTreeMap<String, u64>,
+    pub alerts_firing: u64,
+    pub alerts_resolved: u64,
+}
+
+pub struct Pipeline {
+    topics: Topics,
+    engine: Engine,
+    pub stats: Stats,
+}
+
+const MAX_DEAD_LETTER_PAYLOAD: usize = 64 * 1024;
+
+impl Pipeline {
+    pub fn new(topics: Topics, engine: Engine) -> Self {
+        Pipeline { topics, engine, stats: Stats::default() }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Handles one message received at `now_ms` (used only to stamp dead letters).
+    pub fn handle(&mut self, topic: &str, payload: &[u8], now_ms: i64) -> Outcome {
+        self.stats.received += 1;
+        match self.accept(topic, payload) {
+            Ok(outcome) => outcome,
+            Err((gateway, reason)) => {
+                self.stats.invalid += 1;
+                let text = String::from_utf8_lossy(&payload[..payload.len().min(MAX_DEAD_LETTER_PAYLOAD)]);
+                let letter = DeadLetter { reason: &reason, topic, payload: &text, received_at: now_ms };
+                Outcome::DeadLetter {
+                    topic: self
+                        .topics
+                        .build(&Topic::DeadLetter { gateway: gateway.unwrap_or_else(|| "unknown".into()) }),
+                    payload: serde_json::to_vec(&letter).unwrap_or_default(),
+                    reason,
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, topic: &str, payload: &[u8]) -> Result<Outcome, (Option<String>, String)> {
+        let (gateway, device) = match self.topics.parse(topic) {
+            Ok(Topic::Telemetry { gateway, device, .. }) => (gateway, device),
+            Ok(other) => return Err((None, format!("topic `{topic}` is not a telemetry topic ({other:?})"))),
+            Err(e) => return Err((None, e.to_string())),
+        };
+        let reading = telemetry::decode(payload).map_err(|e| (Some(gateway.clone()), e.to_string()))?;
+        if reading.gateway != gateway {
+            return Err((
+                Some(gateway.clone()),
+                format!("field `gw`: `{}` differs from the topic's gateway `{gateway}`", reading.gateway),
+            ));
+        }
+        if reading.device != device {
+            return Err((
+                Some(gateway),
+                format!("field `dev`: `{}` differs from the topic's device `{device}`", reading.device),
+            ));
+        }
+        let mut lines = String::new();
+        line_protocol::push_reading(&mut lines, &reading, None);
+        let alerts = self.engine.process(&reading);
+        for a in &alerts {
+            line_protocol::push_alert(&mut lines, a);
+            match a.status {
+                telemetry::AlertStatus::Firing => self.stats.alerts_firing += 1,
+                telemetry::AlertStatus::Resolved => self.stats.alerts_resolved += 1,
+                _ => {}
+            }
+        }
+        *self.stats.readings_by_kind.entry(reading.kind.clone()).or_default() += 1;
+        Ok(Outcome::Reading { kind: reading.kind, lines, alerts })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telemetry::Reading;
+
+    fn pipeline() -> Pipeline {
+        Pipeline::new(Topics::default(), Engine::new(rules::default_pack().unwrap()))
+    }
+
+    fn boiler(ts: i64, over: bool) -> Vec<u8> {
+        telemetry::encode(
+            &Reading::new("gw-1", "boiler-0001", "boiler", 1, ts as u64, ts)
+                .with_value("pressure_mpa", if over { 1.35 } else { 0.9 })
+                .with_value("over_pressure", over),
+        )
+    }
+
+    #[test]
+    fn a_reading_becomes_lines_and_alerts() {
+        let mut p = pipeline();
+        let topic = Topics::default().telemetry(16, "gw-1", "boiler-0001");
+        let Outcome::Reading { lines, alerts, .. } = p.handle(&topic, &boiler(1_000, false), 0) else {
+            panic!()
+        };
+        assert!(
+            lines.starts_with("boiler,device=boiler-0001,gateway=gw-1 over_pressure=f,pressure_mpa=0.9 1000")
+        );
+        assert!(alerts.is_empty());
+        p.handle(&topic, &boiler(2_000, true), 0);
+        let Outcome::Reading { lines, alerts, .. } = p.handle(&topic, &boiler(6_000, true), 0) else {
+            panic!()
+        };
+        assert_eq!(alerts.len(), 1, "over pressure for 4 s > `for` of 3 s");
+        assert_eq!(alerts[0].rule, "boiler.over_pressure");
+        assert!(lines.contains("\nalert,rule=boiler.over_pressure"), "{lines}");
+        assert_eq!(p.stats.readings_by_kind["boiler"], 3);
+    }
+
+    #[test]
+    fn bad_input_goes_to_the_gateways_dead_letter_topic_with_the_reason() {
+        let mut p = pipeline();
+        let topic = Topics::default().telemetry(16, "gw-1", "boiler-0001");
+        let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+            (&topic, b"garbage".to_vec(), "ingest/deadletter/gw-1", "not JSON"),
+            (&topic, br#"{"v":2}"#.to_vec(), "ingest/deadletter/gw-1", "version 2"),
+            (
+                "telemetry/1/gw-2/boiler-0001",
+                boiler(1, false),
+                "ingest/deadletter/gw-2",
+                "differs from the topic's gateway",
+            ),
+            (
+                "telemetry/1/gw-1/other",
+                boiler(1, false),
+                "ingest/deadletter/gw-1",
+                "differs from the topic's device",
+            ),
+            ("telemetry/x/gw-1/d", boiler(1, false), "ingest/deadletter/unknown", "partition"),
+        ];
+        for (topic, payload, want_topic, want_reason) in cases {
+            let Outcome::DeadLetter { topic: dl, payload, reason } = p.handle(topic, &payload, 42) else {
+                panic!("{topic}")
+            };
+            assert_eq!(dl, want_topic);
+            assert!(reason.contains(want_reason), "{reason}");
+            let json: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+            assert_eq!(json["received_at"], 42);
+            assert_eq!(json["topic"], topic);
+        }
+        assert_eq!(p.stats.invalid, 5);
+    }
+}

@@ -1,0 +1,187 @@
+//! Where batches of line protocol go: an InfluxDB v2 write endpoint, or rotated files.
+//!
+//! `write` returns only once the batch is durable there (the server answered 204, or the file
+//! is synced), because the caller acknowledges the MQTT messages right after.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use influxdb2::api::write::TimestampPrecision;
+use influxdb2::{Client, ClientBuilder, RequestError};
+
+use crate::config::{FilesConfig, TsdbConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// We could not talk to the server, or it is unwell (5xx, 429): try again.
+    #[error("TSDB unavailable: {0}")]
+    Unavailable(String),
+    /// The server refused the batch itself (4xx): retrying the same bytes will not help.
+    #[error("TSDB rejected the batch: {0}")]
+    Rejected(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+impl SinkError {
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, SinkError::Rejected(_))
+    }
+}
+
+pub struct TsdbWriter {
+    client: Client,
+    org: String,
+    bucket: String,
+}
+
+impl TsdbWriter {
+    pub fn new(cfg: &TsdbConfig) -> Result<TsdbWriter, String> {
+        url_check(&cfg.url)?;
+        let http = reqwest::Client::builder().timeout(cfg.timeout);
+        let client = ClientBuilder::with_builder(http, &cfg.url, &cfg.org, &cfg.token)
+            .build()
+            .map_err(|e| format!("tsdb client: {e}"))?;
+        Ok(TsdbWriter { client, org: cfg.org.clone(), bucket: cfg.bucket.clone() })
+    }
+
+    pub async fn write(&self, body: &str) -> Result<(), SinkError> {
+        let result = self
+            .client
+            .write_line_protocol_with_precision(
+                &self.org,
+                &self.bucket,
+                body.to_string(),
+                TimestampPrecision::Milliseconds,
+            )
+            .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(RequestError::Http { status, text })
+                if status.is_server_error() || status.as_u16() == 429 =>
+            {
+                Err(SinkError::Unavailable(format!("{status}: {text}")))
+            }
+            Err(RequestError::Http { status, text }) => Err(SinkError::Rejected(format!("{status}: {text}"))),
+            Err(e) => Err(SinkError::Unavailable(e.to_string())),
+        }
+    }
+}
+
+/// `influxdb2::Client` panics on a URL it cannot parse; check first.
+fn url_check(url: &str) -> Result<(), String> {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.starts_with('/') => Ok(()),
+        _ => Err(format!("tsdb.url `{url}` is not an http(s) URL with a host")),
+    }
+}
+
+/// Rotated line-protocol files: `readings-<UTC time>.lp`, a new one past `rotate_bytes` or
+/// `rotate_every`.
+pub struct LineFiles {
+    cfg: FilesConfig,
+    current: Option<(PathBuf, std::fs::File, SystemTime, u64)>,
+}
+
+impl LineFiles {
+    pub fn new(cfg: &FilesConfig) -> Result<LineFiles, SinkError> {
+        std::fs::create_dir_all(&cfg.dir).map_err(|source| io(&cfg.dir, source))?;
+        Ok(LineFiles { cfg: cfg.clone(), current: None })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.cfg.dir
+    }
+
+    pub fn current_path(&self) -> Option<&Path> {
+        self.current.as_ref().map(|(p, ..)| p.as_path())
+    }
+
+    pub fn write(&mut self, body: &str, now: SystemTime) -> Result<(), SinkError> {
+        let rotate = match &self.current {
+            None => true,
+            Some((_, _, opened, bytes)) => {
+                *bytes >= self.cfg.rotate_bytes
+                    || now.duration_since(*opened).unwrap_or(Duration::ZERO) >= self.cfg.rotate_every
+            }
+        };
+        if rotate {
+            let stamp = humantime::format_rfc3339_millis(now).to_string().replace(':', "-");
+            let path = self.cfg.dir.join(format!("readings-{stamp}.lp"));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| io(&path, e))?;
+            self.current = Some((path, file, now, 0));
+        }
+        let Some((path, file, _, bytes)) = self.current.as_mut() else { unreachable!("opened above") };
+        file.write_all(body.as_bytes()).map_err(|e| io(path, e))?;
+        file.sync_data().map_err(|e| io(path, e))?;
+        *bytes += body.len() as u64;
+        Ok(())
+    }
+
+    /// Keeps a batch the TSDB refused, so nothing acknowledged is lost.
+    pub fn keep_rejected(&self, body: &str, why: &str) -> Result<PathBuf, SinkError> {
+        let path = self.cfg.dir.join("rejected.lp");
+        let mut file =
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;
+        let comment = why.replace('\n', " ");
+        write!(file, "# rejected: {comment}\n{body}").map_err(|e| io(&path, e))?;
+        file.sync_data().map_err(|e| io(&path, e))?;
+        Ok(path)
+    }
+}
+
+fn io(path: &Path, source: std::io::Error) -> SinkError {
+    SinkError::Io { path: path.display().to_string(), source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_rotate_by_size_and_age() {
+        let dir = std::env::temp_dir().join(format!("ingest-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg = FilesConfig { dir: dir.clone(), rotate_bytes: 10, rotate_every: Duration::from_secs(60) };
+        let mut files = LineFiles::new(&cfg).unwrap();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        files.write("a 1\n", t0).unwrap();
+        files.write("b 2\n", t0 + Duration::from_millis(1)).unwrap();
+        let first = files.current_path().unwrap().to_path_buf();
+        files.write("c 3\n", t0 + Duration::from_millis(2)).unwrap();
+        assert_eq!(files.current_path().unwrap(), first, "8 bytes < 10: same file");
+        files.write("d 4\n", t0 + Duration::from_millis(3)).unwrap();
+        assert_ne!(files.current_path().unwrap(), first, "12 bytes: rotated");
+        let second = files.current_path().unwrap().to_path_buf();
+        files.write("e 5\n", t0 + Duration::from_secs(61)).unwrap();
+        assert_ne!(files.current_path().unwrap(), second, "older than a minute: rotated");
+        assert_eq!(std::fs::read_to_string(&first).unwrap(), "a 1\nb 2\nc 3\n");
+        assert!(first
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("readings-2027-01-15T08-00-00.000Z"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_urls_are_refused_before_the_client_can_panic() {
+        for url in ["not a url", "localhost:8086", "http://"] {
+            let cfg = TsdbConfig {
+                url: url.into(),
+                org: String::new(),
+                bucket: "b".into(),
+                token: String::new(),
+                timeout: Duration::from_secs(1),
+            };
+            assert!(TsdbWriter::new(&cfg).is_err(), "{url}");
+        }
+    }
+}
