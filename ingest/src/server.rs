@@ -254,6 +254,9 @@ async fn drive(
                     });
                 }
             }
+            Ok(Event::Incoming(Incoming::SubAck(ack))) => {
+                tracing::info!("subscribed ({:?})", ack.return_codes);
+            }
             Ok(Event::Incoming(Incoming::Publish(p))) => {
                 if tx.send(p).await.is_err() {
                     return;

@@ -1,1 +1,254 @@
+//! Harness for the end-to-end tests: real Mosquitto and VictoriaMetrics processes on free
+//! loopback ports in temporary folders, the project's own binaries, and an MQTT recorder.
+//!
+//! - [`Proc`]: a child process killed on drop, its output in a log file shown on failure.
+//! - [`Mosquitto`], [`Victoria`]: the real broker and TSDB; a missing one fails the test with
+//!   the command that installs it (never a skip).
+//! - [`binary`]: builds `gateway` and `ingest` once and returns their paths.
+//! - [`Recorder`]: subscribes and keeps every message with its arrival order.
 
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// Polls `f` until it gives `Some`, or panics with `what` after `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn wait_for_port(port: u16, what: &str) {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_for(Duration::from_secs(20), what, || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok());
+}
+
+/// A child process that is killed when dropped. Its stdout and stderr go to `log`.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut cmd: Command, dir: &Path) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        cmd.stdout(Stdio::from(out)).stderr(Stdio::from(err)).stdin(Stdio::null());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        Proc { name: name.to_string(), child, log }
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let out = self.output();
+            let tail: Vec<&str> = out.lines().rev().take(40).collect();
+            eprintln!("---- last lines of {} ----", self.name);
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+/// Finds an executable on PATH or in the sbin folders Debian installs daemons into.
+fn find_program(name: &str, install: &str) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let dirs = path.split(':').map(PathBuf::from).chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
+    for d in dirs {
+        let p = d.join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("`{name}` is not installed; this test needs the real one. Install it with: {install}");
+}
+
+/// A real Mosquitto broker on a free port.
+pub struct Mosquitto {
+    pub port: u16,
+    pub proc: Proc,
+    conf: PathBuf,
+    dir: PathBuf,
+}
+
+impl Mosquitto {
+    pub fn start(dir: &Path) -> Mosquitto {
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+                 max_inflight_messages 1000\nmax_queued_messages 100000\n",
+                dir.display()
+            ),
+        )
+        .expect("mosquitto.conf");
+        let proc = Self::spawn(&conf, dir);
+        wait_for_port(port, "mosquitto to listen");
+        Mosquitto { port, proc, conf, dir: dir.to_path_buf() }
+    }
+
+    fn spawn(conf: &Path, dir: &Path) -> Proc {
+        let bin = find_program("mosquitto", "apt-get install -y mosquitto");
+        let mut cmd = Command::new(bin);
+        cmd.arg("-c").arg(conf);
+        Proc::spawn("mosquitto", cmd, dir)
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker (SIGKILL) and starts it again on the same port and state folder.
+    pub fn restart(&mut self) {
+        self.proc.kill();
+        self.proc = Self::spawn(&self.conf, &self.dir);
+        wait_for_port(self.port, "mosquitto to listen again");
+    }
+}
+
+/// A real VictoriaMetrics, written to through its InfluxDB v2 write API.
+pub struct Victoria {
+    pub port: u16,
+    pub proc: Proc,
+}
+
+impl Victoria {
+    pub fn start(dir: &Path) -> Victoria {
+        let port = free_port();
+        let bin = find_program("victoria-metrics", "apt-get install -y victoria-metrics");
+        let data = dir.join("vm-data");
+        let mut cmd = Command::new(bin);
+        cmd.arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg(format!("-storageDataPath={}", data.display()))
+            // InfluxDB keeps one point per series and timestamp; VictoriaMetrics needs this for it.
+            .arg("-dedup.minScrapeInterval=1ms")
+            .arg("-retentionPeriod=100y");
+        let proc = Proc::spawn("victoria-metrics", cmd, dir);
+        wait_for_port(port, "victoria-metrics to listen");
+        Victoria { port, proc }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every series whose name matches `name_regex`, from `/api/v1/export` (one JSON per line).
+    pub fn export(&self, name_regex: &str) -> Vec<serde_json::Value> {
+        let url = format!("{}/api/v1/export", self.url());
+        let selector = format!("{{__name__=~\"{name_regex}\"}}");
+        let body = match ureq::post(&url).send_form(&[("match[]", selector.as_str())]) {
+            Ok(r) => r.into_string().unwrap_or_default(),
+            Err(e) => panic!("victoria-metrics export: {e}"),
+        };
+        body.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+}
+
+static BUILT: OnceLock<PathBuf> = OnceLock::new();
+
+/// The path of one of the workspace's binaries (`gateway`, `ingest`, `rules`), built once per
+/// test run with the profile the tests were built with.
+pub fn binary(name: &str) -> PathBuf {
+    let dir = BUILT.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "gateway", "-p", "ingest", "-p", "rules", "--bins"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "cargo build of the binaries failed");
+        profile_dir
+    });
+    dir.join(name)
+}
+
+/// One received MQTT message.
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+/// Subscribes to `filters` and records every message in arrival order.
+pub struct Recorder {
+    pub messages: Arc<Mutex<Vec<Message>>>,
+    /// Owns the recorder's client task; dropping it stops the task.
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Recorder {
+    pub fn start(port: u16, client_id: &str, filters: &[&str]) -> Recorder {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let messages: Arc<Mutex<Vec<Message>>> = Arc::default();
+        let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+        options.set_max_packet_size(1024 * 1024, 1024 * 1024).set_keep_alive(Duration::from_secs(5));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 100);
+        let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+        let (msgs, subs) = (messages.clone(), subscribed.clone());
+        runtime.spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Incoming::ConnAck(_))) => {
+                        let (client, filters) = (client.clone(), filters.clone());
+                        tokio::spawn(async move {
+                            for f in filters {
+                                let _ = client.subscribe(f, rumqttc::QoS::AtLeastOnce).await;
+                            }
+                        });
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Incoming::SubAck(_))) => {
+                        subs.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p))) => {
+                        msgs.lock().expect("lock").push(Message { topic: p.topic.clone(), payload: p.payload.to_vec(), retain: p.retain });
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        });
+        wait_for(Duration::from_secs(10), "the recorder to subscribe", || {
+            subscribed.load(std::sync::atomic::Ordering::SeqCst).then_some(())
+        });
+        Recorder { messages, _runtime: runtime }
+    }
+
+    pub fn snapshot(&self) -> Vec<Message> {
+        self.messages.lock().expect("lock").clone()
+    }
+}
