@@ -32,6 +32,7 @@ enum Command {
     },
     /// Validate a config file and print each device's Modbus read requests.
     Plan {
+        /// The gateway config (TOML).
         #[arg(short, long)]
         config: PathBuf,
     },

@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 use ingest::IngestConfig;
 use tokio::sync::watch;
 
+const DEFAULT_LOG: &str = "info,rumqttd=off";
+
 /// Ingest: consumes readings from MQTT, checks them, evaluates the alert rules, writes readings
 /// and alerts to an InfluxDB v2 write endpoint (or rotated line-protocol files), and publishes
 /// alert transitions.
@@ -13,7 +15,7 @@ use tokio::sync::watch;
 #[command(version, about, long_about = None)]
 struct Cli {
     /// Log filter, e.g. `info` or `ingest=debug`.
-    #[arg(long, global = true, env = "INGEST_LOG", default_value = "info,rumqttd=off")]
+    #[arg(long, global = true, env = "INGEST_LOG", default_value = DEFAULT_LOG)]
     log: String,
     #[command(subcommand)]
     command: Command,
@@ -25,6 +27,7 @@ enum Command {
     /// holds. Scalar keys can be overridden with INGEST_{SECTION}__{KEY} variables, e.g.
     /// INGEST_TSDB__TOKEN.
     Run {
+        /// The ingest config (TOML); see deploy/ingest.toml.
         #[arg(short, long)]
         config: PathBuf,
     },
@@ -42,12 +45,16 @@ enum Command {
         /// Where the embedded broker listens; a free port is used when this one is taken.
         #[arg(long, default_value = "127.0.0.1:1883")]
         broker: SocketAddr,
+        /// Number of simulated elevators.
         #[arg(long, default_value_t = 2)]
         elevators: usize,
+        /// Number of simulated boilers.
         #[arg(long, default_value_t = 1)]
         boilers: usize,
+        /// Number of simulated water meters.
         #[arg(long, default_value_t = 2)]
         water_meters: usize,
+        /// Number of simulated DC charging piles.
         #[arg(long, default_value_t = 1)]
         charging_piles: usize,
     },
@@ -70,7 +77,11 @@ fn shutdown_signal() -> watch::Receiver<bool> {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        // The demo prints its own story on stdout; keep its log to warnings unless asked.
+        .with_env_filter(tracing_subscriber::EnvFilter::new(match cli.command {
+            Command::Demo { .. } if cli.log == DEFAULT_LOG => "warn,rumqttd=off",
+            _ => &cli.log,
+        }))
         .with_writer(std::io::stderr)
         .init();
     match cli.command {

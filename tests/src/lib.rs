@@ -34,7 +34,9 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>
 
 pub fn wait_for_port(port: u16, what: &str) {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    wait_for(Duration::from_secs(20), what, || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok());
+    wait_for(Duration::from_secs(20), what, || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+    });
 }
 
 /// A child process that is killed when dropped. Its stdout and stderr go to `log`.
@@ -81,7 +83,10 @@ impl Drop for Proc {
 /// Finds an executable on PATH or in the sbin folders Debian installs daemons into.
 fn find_program(name: &str, install: &str) -> PathBuf {
     let path = std::env::var("PATH").unwrap_or_default();
-    let dirs = path.split(':').map(PathBuf::from).chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
+    let dirs = path
+        .split(':')
+        .map(PathBuf::from)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
     for d in dirs {
         let p = d.join(name);
         if p.is_file() {
@@ -212,7 +217,11 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn start(port: u16, client_id: &str, filters: &[&str]) -> Recorder {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
         let messages: Arc<Mutex<Vec<Message>>> = Arc::default();
         let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
@@ -235,7 +244,11 @@ impl Recorder {
                         subs.store(true, std::sync::atomic::Ordering::SeqCst);
                     }
                     Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p))) => {
-                        msgs.lock().expect("lock").push(Message { topic: p.topic.clone(), payload: p.payload.to_vec(), retain: p.retain });
+                        msgs.lock().expect("lock").push(Message {
+                            topic: p.topic.clone(),
+                            payload: p.payload.to_vec(),
+                            retain: p.retain,
+                        });
                     }
                     Ok(_) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,

@@ -56,7 +56,8 @@ fn stored(vm: &Victoria) -> BTreeMap<String, BTreeMap<(String, i64), f64>> {
             let values = series["values"].as_array().cloned().unwrap_or_default();
             let stamps = series["timestamps"].as_array().cloned().unwrap_or_default();
             for (v, t) in values.iter().zip(stamps.iter()) {
-                points.insert((device.clone(), t.as_i64().unwrap_or_default()), v.as_f64().unwrap_or(f64::NAN));
+                points
+                    .insert((device.clone(), t.as_i64().unwrap_or_default()), v.as_f64().unwrap_or(f64::NAN));
             }
         }
     }
@@ -73,18 +74,30 @@ fn readings_of_all_four_kinds_reach_the_tsdb_and_a_fault_fires_and_resolves() {
     let dir = dir.path();
     let broker = Mosquitto::start(dir);
     let vm = Victoria::start(dir);
-    let recorder = Recorder::start(broker.port, "e2e-recorder", &["telemetry/#", "events/alerts", "alerts/#"]);
+    let recorder =
+        Recorder::start(broker.port, "e2e-recorder", &["telemetry/#", "events/alerts", "alerts/#"]);
 
     let gateway_toml = dir.join("gateway.toml");
     let mut sim = Command::new(binary("gateway"));
     sim.args(["sim", "--listen", "127.0.0.1:0", "--gateway-id", "gw-e2e", "--interval", "500ms"])
-        .args(["--fault-period", "20s", "--fault-duration", "6s", "--fault-delay", "2s", "--fault-stagger", "1s"])
+        .args([
+            "--fault-period",
+            "20s",
+            "--fault-duration",
+            "6s",
+            "--fault-delay",
+            "2s",
+            "--fault-stagger",
+            "1s",
+        ])
         .arg("--mqtt-url")
         .arg(broker.url())
         .arg("--write-config")
         .arg(&gateway_toml);
     let _sim = Proc::spawn("gateway-sim", sim, dir);
-    wait_for(Duration::from_secs(20), "the simulator's gateway config", || gateway_toml.exists().then_some(()));
+    wait_for(Duration::from_secs(20), "the simulator's gateway config", || {
+        gateway_toml.exists().then_some(())
+    });
 
     let ingest_toml = dir.join("ingest.toml");
     std::fs::write(
@@ -102,7 +115,9 @@ fn readings_of_all_four_kinds_reach_the_tsdb_and_a_fault_fires_and_resolves() {
     ingest.arg("run").arg("--config").arg(&ingest_toml);
     let ingest = Proc::spawn("ingest", ingest, dir);
     // Until ingest has subscribed, the broker keeps nothing for it.
-    wait_for(Duration::from_secs(20), "ingest to subscribe", || ingest.output().contains("subscribed").then_some(()));
+    wait_for(Duration::from_secs(20), "ingest to subscribe", || {
+        ingest.output().contains("subscribed").then_some(())
+    });
     let mut gateway = Command::new(binary("gateway"));
     gateway.arg("run").arg("--config").arg(&gateway_toml);
     let _gateway = Proc::spawn("gateway", gateway, dir);
@@ -113,8 +128,12 @@ fn readings_of_all_four_kinds_reach_the_tsdb_and_a_fault_fires_and_resolves() {
     });
     let snapshot = recorder.snapshot();
     let all_alerts = alerts(&snapshot);
-    let firing = all_alerts.iter().find(|a| (a.rule.clone(), a.device.clone()) == pair && a.status == AlertStatus::Firing);
-    let resolved = all_alerts.iter().find(|a| (a.rule.clone(), a.device.clone()) == pair && a.status == AlertStatus::Resolved);
+    let firing = all_alerts
+        .iter()
+        .find(|a| (a.rule.clone(), a.device.clone()) == pair && a.status == AlertStatus::Firing);
+    let resolved = all_alerts
+        .iter()
+        .find(|a| (a.rule.clone(), a.device.clone()) == pair && a.status == AlertStatus::Resolved);
     let (firing, resolved) = (firing.expect("firing"), resolved.expect("resolved"));
     assert!(firing.ts < resolved.ts, "resolved after firing: {firing:?} {resolved:?}");
     assert_eq!(resolved.active_at, firing.active_at);
@@ -131,7 +150,10 @@ fn readings_of_all_four_kinds_reach_the_tsdb_and_a_fault_fires_and_resolves() {
     // Every reading published before now reaches VictoriaMetrics with the same values.
     let published = readings(&snapshot);
     for kind in KINDS {
-        assert!(published.iter().filter(|r| r.kind == kind).count() >= 5, "readings of {kind} were published");
+        assert!(
+            published.iter().filter(|r| r.kind == kind).count() >= 5,
+            "readings of {kind} were published"
+        );
     }
     let missing = |store: &BTreeMap<String, BTreeMap<(String, i64), f64>>| -> Vec<String> {
         let mut missing = Vec::new();
