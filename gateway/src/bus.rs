@@ -11,7 +11,7 @@ use tokio::time::{timeout, Instant};
 use tokio_modbus::client::{tcp, Context};
 use tokio_modbus::prelude::{Reader, Slave, SlaveContext};
 
-use crate::config::{Device, Line};
+use crate::config::{Device, Line, LineConfig};
 use crate::planner::ReadRequest;
 use crate::profile::Table;
 use crate::publisher::{DeviceStatus, Publisher};
@@ -59,6 +59,48 @@ async fn read(ctx: &mut Context, req: &ReadRequest, limit: Duration) -> Answer {
         Ok(Err(e)) => Answer::Transport(format!("transport: {e}")),
         Err(_) => Answer::Transport(format!("timeout after {limit:?}")),
     }
+}
+
+/// Reads every planned request of `device` into `reading`: values decoded, Modbus exceptions
+/// as point errors. A transport error or timeout stops the poll and is returned: the caller
+/// must drop the connection (a late answer would be taken for the next request's).
+pub async fn poll_device(
+    ctx: &mut Context,
+    line: &LineConfig,
+    device: &Device,
+    reading: &mut Reading,
+) -> Result<(), String> {
+    ctx.set_slave(Slave(device.config.unit));
+    for req in &device.plan {
+        if !line.silent_interval.is_zero() {
+            tokio::time::sleep(line.silent_interval).await;
+        }
+        let at = || {
+            format!(
+                "device {} (unit {}) on line {}: {} {}..{}",
+                device.config.id,
+                device.config.unit,
+                line.name,
+                req.table.name(),
+                req.start,
+                req.end()
+            )
+        };
+        match read(ctx, req, line.timeout).await {
+            Answer::Data(words) => reading.values.extend(decode_block(&device.profile, req, &words)),
+            Answer::Exception(why) => {
+                tracing::warn!("{}: {why}", at());
+                for &i in &req.points {
+                    reading.errors.insert(device.profile.points[i].name.clone(), why.clone());
+                }
+            }
+            Answer::Transport(why) => {
+                tracing::warn!("{}: {why}; reconnecting", at());
+                return Err(why);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Polls every device on `line` until `shutdown` turns true.
@@ -126,43 +168,9 @@ pub async fn run_line(line: Line, publisher: Publisher, session: u64, mut shutdo
             }
         }
         if let Some(c) = ctx.as_mut() {
-            c.set_slave(Slave(d.device.config.unit));
-            for req in &d.device.plan {
-                if !cfg.silent_interval.is_zero() {
-                    tokio::time::sleep(cfg.silent_interval).await;
-                }
-                match read(c, req, cfg.timeout).await {
-                    Answer::Data(words) => {
-                        reading.values.extend(decode_block(&d.device.profile, req, &words))
-                    }
-                    Answer::Exception(why) => {
-                        tracing::warn!(
-                            "device {} (unit {}): {} {}..{}: {why}",
-                            d.device.config.id,
-                            d.device.config.unit,
-                            req.table.name(),
-                            req.start,
-                            req.end()
-                        );
-                        for &i in &req.points {
-                            reading.errors.insert(d.device.profile.points[i].name.clone(), why.clone());
-                        }
-                    }
-                    Answer::Transport(why) => {
-                        tracing::warn!(
-                            "device {} (unit {}) on line {}: {} {}..{}: {why}; reconnecting",
-                            d.device.config.id,
-                            d.device.config.unit,
-                            cfg.name,
-                            req.table.name(),
-                            req.start,
-                            req.end()
-                        );
-                        transport_error = Some(why);
-                        ctx = None;
-                        break;
-                    }
-                }
+            if let Err(why) = poll_device(c, &cfg, &d.device, &mut reading).await {
+                transport_error = Some(why);
+                ctx = None;
             }
         }
 
@@ -196,7 +204,8 @@ pub async fn run_line(line: Line, publisher: Publisher, session: u64, mut shutdo
     }
 }
 
-async fn connect(address: &str, limit: Duration) -> Result<Context, String> {
+/// Connects to a line's TCP peer within `limit`.
+pub async fn connect(address: &str, limit: Duration) -> Result<Context, String> {
     let addr: SocketAddr = match address.parse() {
         Ok(a) => a,
         Err(_) => tokio::net::lookup_host(address)

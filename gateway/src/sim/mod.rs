@@ -67,6 +67,8 @@ pub enum SimError {
 #[derive(Clone, Debug)]
 pub struct Simulator {
     devices: BTreeMap<u8, SimDevice>,
+    /// A fixed time to answer at instead of the wall clock (tests).
+    frozen_at: Option<i64>,
 }
 
 impl Simulator {
@@ -104,7 +106,17 @@ impl Simulator {
                 );
             }
         }
-        Ok(Simulator { devices })
+        Ok(Simulator { devices, frozen_at: None })
+    }
+
+    /// Answers every request as at `at_ms`, so tests know the exact values served.
+    pub fn frozen_at(mut self, at_ms: i64) -> Self {
+        self.frozen_at = Some(at_ms);
+        self
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.frozen_at.unwrap_or_else(now_ms)
     }
 
     pub fn devices(&self) -> impl Iterator<Item = &SimDevice> {
@@ -198,7 +210,7 @@ impl tokio_modbus::server::Service for Service {
     type Future = Pin<Box<dyn Future<Output = Result<Response, ExceptionCode>> + Send>>;
 
     fn call(&self, req: Self::Request) -> Self::Future {
-        let result = self.sim.answer(req.slave, &req.request, now_ms());
+        let result = self.sim.answer(req.slave, &req.request, self.sim.now_ms());
         Box::pin(std::future::ready(result))
     }
 }
