@@ -1,0 +1,238 @@
+use super::*;
+use proptest::prelude::*;
+
+fn cfg() -> SpoolConfig {
+    SpoolConfig { segment_bytes: 200, ..SpoolConfig::default() }
+}
+
+fn payloads(records: &[Record]) -> Vec<String> {
+    records.iter().map(|r| String::from_utf8_lossy(&r.payload).into_owned()).collect()
+}
+
+fn fill(spool: &mut Spool, n: usize) {
+    for i in 0..n {
+        spool.append(format!("record-{i:03}").as_bytes()).unwrap();
+    }
+    spool.sync().unwrap();
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "seg")).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn reads_in_order_across_segments_and_reopens_where_it_left_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(dir.path(), cfg()).unwrap();
+    fill(&mut s, 30);
+    assert!(segment_files(dir.path()).len() > 2, "small segments roll over");
+    let first = s.read(10).unwrap();
+    assert_eq!(first.first().unwrap().id, 1);
+    assert_eq!(payloads(&first)[9], "record-009");
+    s.ack_through(10).unwrap();
+    drop(s);
+    let mut s = Spool::open(dir.path(), cfg()).unwrap();
+    assert_eq!(s.pending(), 20);
+    let rest = s.read(100).unwrap();
+    assert_eq!(rest.len(), 20);
+    assert_eq!(rest[0].id, 11);
+    assert_eq!(s.append(b"next").unwrap(), 31, "ids keep growing after a reopen");
+}
+
+#[test]
+fn segments_are_deleted_only_when_fully_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(dir.path(), cfg()).unwrap();
+    fill(&mut s, 30);
+    let before = segment_files(dir.path()).len();
+    s.ack_through(1).unwrap();
+    assert_eq!(segment_files(dir.path()).len(), before, "one record of the first segment is not a whole segment");
+    s.ack_through(30).unwrap();
+    assert_eq!(segment_files(dir.path()).len(), 1, "all acknowledged: only the newest stays");
+    assert_eq!(s.pending(), 0);
+    assert_eq!(s.stats().acked, 30);
+}
+
+#[test]
+fn rewind_reads_the_unacknowledged_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(dir.path(), cfg()).unwrap();
+    fill(&mut s, 5);
+    assert_eq!(s.read(3).unwrap().len(), 3);
+    s.ack_through(2).unwrap();
+    assert_eq!(s.read(10).unwrap().len(), 2);
+    s.rewind();
+    let again = s.read(10).unwrap();
+    assert_eq!(again.iter().map(|r| r.id).collect::<Vec<_>>(), vec![3, 4, 5]);
+}
+
+#[test]
+fn recovers_after_torn_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(dir.path(), SpoolConfig::default()).unwrap();
+    fill(&mut s, 3);
+    drop(s);
+    let seg = segment_files(dir.path()).pop().unwrap();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    // A crash in the middle of the third record.
+    std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 4).unwrap();
+    let mut s = Spool::open(dir.path(), SpoolConfig::default()).unwrap();
+    assert!(s.stats().torn_bytes > 0);
+    assert_eq!(payloads(&s.read(10).unwrap()), vec!["record-000", "record-001"]);
+    assert_eq!(s.append(b"after").unwrap(), 3, "the torn record's id is reused: it never existed");
+    s.sync().unwrap();
+    drop(s);
+    let mut s = Spool::open(dir.path(), SpoolConfig::default()).unwrap();
+    assert_eq!(payloads(&s.read(10).unwrap()), vec!["record-000", "record-001", "after"]);
+}
+
+#[test]
+fn reader_skips_record_with_bad_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(dir.path(), SpoolConfig::default()).unwrap();
+    fill(&mut s, 3);
+    drop(s);
+    let seg = segment_files(dir.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let second_payload = HEADER + "record-000".len() + HEADER;
+    bytes[second_payload] ^= 0xFF;
+    std::fs::write(&seg, bytes).unwrap();
+    let mut s = Spool::open(dir.path(), SpoolConfig::default()).unwrap();
+    assert_eq!(payloads(&s.read(10).unwrap()), vec!["record-000", "record-002"]);
+    assert!(s.stats().corrupt >= 1);
+}
+
+#[test]
+fn garbage_ledger_means_resend_not_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(dir.path(), cfg()).unwrap();
+    fill(&mut s, 3);
+    s.ack_through(2).unwrap();
+    drop(s);
+    std::fs::write(dir.path().join("acked"), b"garbage-bytes").unwrap();
+    let mut s = Spool::open(dir.path(), cfg()).unwrap();
+    assert_eq!(s.read(10).unwrap().len(), 3);
+}
+
+#[test]
+fn drop_oldest_counts_what_it_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = SpoolConfig { max_bytes: 600, segment_bytes: 200, ..SpoolConfig::default() };
+    let mut s = Spool::open(dir.path(), c).unwrap();
+    fill(&mut s, 40);
+    assert!(s.bytes() <= 600, "{} bytes", s.bytes());
+    let stats = s.stats();
+    assert!(stats.dropped_full > 0);
+    let left = s.read(100).unwrap();
+    assert_eq!(left.len() as u64 + stats.dropped_full, 40, "every record is either kept or counted");
+    assert_eq!(left.last().unwrap().id, 40, "the newest are kept");
+}
+
+#[test]
+fn block_refuses_when_full_and_accepts_after_acks() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = SpoolConfig { max_bytes: 600, segment_bytes: 200, when_full: WhenFull::Block, ..SpoolConfig::default() };
+    let mut s = Spool::open(dir.path(), c).unwrap();
+    let mut n = 0;
+    while s.append(b"0123456789").is_ok() {
+        n += 1;
+    }
+    assert!(matches!(s.append(b"x"), Err(SpoolError::Full { .. })));
+    s.ack_through(n).unwrap();
+    assert!(s.append(b"0123456789").is_ok());
+    assert_eq!(s.stats().dropped_full, 0);
+}
+
+#[test]
+fn expire_drops_old_segments_and_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = SpoolConfig { max_age: Some(Duration::from_secs(60)), segment_bytes: 200, ..SpoolConfig::default() };
+    let mut s = Spool::open(dir.path(), c).unwrap();
+    fill(&mut s, 30);
+    assert_eq!(s.expire(SystemTime::now()).unwrap(), 0);
+    let later = SystemTime::now() + Duration::from_secs(3600);
+    let dropped = s.expire(later).unwrap();
+    assert_eq!(dropped, 30);
+    assert_eq!(s.stats().dropped_age, 30);
+    assert!(s.read(100).unwrap().is_empty());
+}
+
+#[test]
+fn refuses_records_over_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(dir.path(), SpoolConfig { max_record_bytes: 8, ..SpoolConfig::default() }).unwrap();
+    assert!(matches!(s.append(b"123456789"), Err(SpoolError::TooLarge(9))));
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Append(Vec<u8>),
+    Sync,
+    Read(usize),
+    AckRead,
+    Rewind,
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => proptest::collection::vec(any::<u8>(), 0..40).prop_map(Op::Append),
+        1 => Just(Op::Sync),
+        2 => (1usize..8).prop_map(Op::Read),
+        2 => Just(Op::AckRead),
+        1 => Just(Op::Rewind),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+proptest! {
+    /// Against a model queue: reads return exactly the unacknowledged records in order, across
+    /// segment roll-overs, rewinds and reopens (a clean reopen after a sync).
+    #[test]
+    fn behaves_like_a_queue(ops in proptest::collection::vec(op(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let c = SpoolConfig { segment_bytes: 120, ..SpoolConfig::default() };
+        let mut s = Spool::open(dir.path(), c.clone()).unwrap();
+        let mut model: VecDeque<(u64, Vec<u8>)> = VecDeque::new();
+        let mut read_upto = 0u64;
+        let mut last_read = 0u64;
+        for op in ops {
+            match op {
+                Op::Append(p) => {
+                    let id = s.append(&p).unwrap();
+                    model.push_back((id, p));
+                }
+                Op::Sync => s.sync().unwrap(),
+                Op::Read(n) => {
+                    let got = s.read(n).unwrap();
+                    let want: Vec<(u64, Vec<u8>)> = model.iter().filter(|(id, _)| *id > read_upto).take(n).cloned().collect();
+                    prop_assert_eq!(got.iter().map(|r| (r.id, r.payload.clone())).collect::<Vec<_>>(), want);
+                    if let Some(r) = got.last() {
+                        read_upto = r.id;
+                        last_read = r.id;
+                    }
+                }
+                Op::AckRead => {
+                    s.ack_through(last_read).unwrap();
+                    while model.front().is_some_and(|(id, _)| *id <= last_read) {
+                        model.pop_front();
+                    }
+                }
+                Op::Rewind => {
+                    s.rewind();
+                    read_upto = model.front().map_or(read_upto, |(id, _)| id - 1);
+                }
+                Op::Reopen => {
+                    s.sync().unwrap();
+                    drop(s);
+                    s = Spool::open(dir.path(), c.clone()).unwrap();
+                    read_upto = model.front().map_or(read_upto, |(id, _)| id - 1);
+                }
+            }
+            prop_assert_eq!(s.pending(), model.len() as u64);
+        }
+    }
+}
