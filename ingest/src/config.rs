@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use telemetry::spool::ByteSize;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +20,51 @@ pub struct IngestConfig {
     pub files: FilesConfig,
     #[serde(default)]
     pub batch: BatchConfig,
+    #[serde(default)]
+    pub wal: WalConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+fn default_wal_dir() -> PathBuf {
+    PathBuf::from("data/wal")
+}
+fn default_wal_max() -> ByteSize {
+    ByteSize(2 << 30)
+}
+fn default_wal_segment() -> ByteSize {
+    ByteSize(64 << 20)
+}
+
+/// The write-ahead log: every message is in it (synced) before it is acknowledged to the broker.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalConfig {
+    #[serde(default = "default_wal_dir")]
+    pub dir: PathBuf,
+    /// When full, ingest stops acknowledging (the broker keeps the messages) until it drains.
+    #[serde(default = "default_wal_max")]
+    pub max_bytes: ByteSize,
+    #[serde(default = "default_wal_segment")]
+    pub segment_bytes: ByteSize,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            dir: default_wal_dir(),
+            max_bytes: default_wal_max(),
+            segment_bytes: default_wal_segment(),
+        }
+    }
+}
+
+/// `/metrics`, `/healthz`, `/readyz` (and later the console) on this address.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 fn default_client_id() -> String {

@@ -11,7 +11,7 @@ use gateway::sim::{SimPlan, Simulator};
 use telemetry::{AlertMessage, AlertStatus};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{BatchConfig, FilesConfig, IngestConfig, MqttConfig, RulesConfig};
+use crate::config::{BatchConfig, FilesConfig, HttpConfig, IngestConfig, MqttConfig, RulesConfig, WalConfig};
 use crate::server::Hooks;
 
 pub struct DemoOptions {
@@ -71,6 +71,8 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
         tsdb: None,
         files: FilesConfig { dir: opts.data_dir.clone(), ..FilesConfig::default() },
         batch: BatchConfig::default(),
+        wal: WalConfig { dir: opts.data_dir.join("wal"), ..WalConfig::default() },
+        http: HttpConfig::default(),
     };
 
     println!("special-equipment telemetry demo");

@@ -2,17 +2,22 @@
 //!
 //! Module map, in the order data flows:
 //! - [`config`]: `ingest.toml` with `INGEST_*` env overrides.
-//! - [`server`]: the async shell: MQTT with manual acks, batching, acks after durable writes.
+//! - [`server`]: the async shell: MQTT with manual acks into a write-ahead log (a
+//!   `telemetry::spool`), and a writer that drains it to the sink.
 //! - [`pipeline`]: the pure core: topic and payload in; line protocol, alert transitions or a
-//!   dead letter out. Hosts the [`rules`] engine.
+//!   dead letter out. Hosts the [`rules`] engine and [`dedup`].
 //! - [`line_protocol`]: readings and alerts as InfluxDB line protocol.
 //! - [`sink`]: the InfluxDB v2 write API (influxdb2 crate), or rotated line-protocol files.
+//! - [`metrics`] and [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`broker`] and [`demo`]: `ingest demo`, the whole system in one process.
 
 pub mod broker;
 pub mod config;
+pub mod dedup;
 pub mod demo;
+pub mod http;
 pub mod line_protocol;
+pub mod metrics;
 pub mod pipeline;
 pub mod server;
 pub mod sink;

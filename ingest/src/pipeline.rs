@@ -7,15 +7,18 @@ use rules::Engine;
 use serde::Serialize;
 use telemetry::{AlertMessage, Topic, Topics};
 
+use crate::dedup::{Dedup, Seen};
 use crate::line_protocol;
 
 /// What one message turned into.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
     /// A valid reading: its line(s) for the TSDB, and the alert transitions it caused.
-    Reading { kind: String, lines: String, alerts: Vec<AlertMessage> },
+    Reading { kind: String, gateway: String, lines: String, alerts: Vec<AlertMessage> },
     /// Rejected: publish `payload` on `topic` (the dead-letter topic of the gateway).
     DeadLetter { topic: String, payload: Vec<u8>, reason: String },
+    /// Seen before (same device, sid and seq): nothing to do.
+    Duplicate,
 }
 
 /// The dead-letter message: why, and what was received.
@@ -34,6 +37,8 @@ pub struct Stats {
     pub received: u64,
     pub invalid: u64,
     pub readings_by_kind: BTreeMap<String, u64>,
+    pub duplicates: u64,
+    pub gaps: u64,
     pub alerts_firing: u64,
     pub alerts_resolved: u64,
 }
@@ -41,6 +46,7 @@ pub struct Stats {
 pub struct Pipeline {
     topics: Topics,
     engine: Engine,
+    dedup: Dedup,
     pub stats: Stats,
 }
 
@@ -48,7 +54,7 @@ const MAX_DEAD_LETTER_PAYLOAD: usize = 64 * 1024;
 
 impl Pipeline {
     pub fn new(topics: Topics, engine: Engine) -> Self {
-        Pipeline { topics, engine, stats: Stats::default() }
+        Pipeline { topics, engine, dedup: Dedup::default(), stats: Stats::default() }
     }
 
     pub fn engine(&self) -> &Engine {
@@ -94,6 +100,13 @@ impl Pipeline {
                 format!("field `dev`: `{}` differs from the topic's device `{device}`", reading.device),
             ));
         }
+        match self.dedup.observe(&reading.device, reading.session, reading.seq) {
+            Seen::Duplicate => {
+                self.stats.duplicates += 1;
+                return Ok(Outcome::Duplicate);
+            }
+            Seen::New { gaps, .. } => self.stats.gaps += gaps,
+        }
         let mut lines = String::new();
         line_protocol::push_reading(&mut lines, &reading, None);
         let alerts = self.engine.process(&reading);
@@ -106,7 +119,7 @@ impl Pipeline {
             }
         }
         *self.stats.readings_by_kind.entry(reading.kind.clone()).or_default() += 1;
-        Ok(Outcome::Reading { kind: reading.kind, lines, alerts })
+        Ok(Outcome::Reading { kind: reading.kind, gateway: reading.gateway, lines, alerts })
     }
 }
 
@@ -146,6 +159,8 @@ mod tests {
         assert_eq!(alerts[0].rule, "boiler.over_pressure");
         assert!(lines.contains("\nalert,rule=boiler.over_pressure"), "{lines}");
         assert_eq!(p.stats.readings_by_kind["boiler"], 3);
+        assert_eq!(p.handle(&topic, &boiler(6_000, true), 0), Outcome::Duplicate, "redelivered");
+        assert_eq!(p.stats.duplicates, 1);
     }
 
     #[test]

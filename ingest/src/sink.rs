@@ -30,6 +30,13 @@ impl SinkError {
     }
 }
 
+/// Where readings are written.
+pub enum Sink {
+    Tsdb(TsdbWriter),
+    /// Rotated line-protocol files (the embedded default).
+    Files,
+}
+
 pub struct TsdbWriter {
     client: Client,
     org: String,

@@ -104,10 +104,11 @@ fn readings_of_all_four_kinds_reach_the_tsdb_and_a_fault_fires_and_resolves() {
         &ingest_toml,
         format!(
             "[mqtt]\nurl = \"{}\"\nclient_id = \"ingest-e2e\"\n\n[tsdb]\nurl = \"{}\"\norg = \"city\"\nbucket = \"telemetry\"\n\n\
-             [files]\ndir = \"{}\"\n\n[batch]\nflush_every = \"100ms\"\n",
+             [files]\ndir = \"{}\"\n\n[wal]\ndir = \"{}\"\n\n[batch]\nflush_every = \"100ms\"\n",
             broker.url(),
             vm.url(),
-            dir.join("ingest-data").display()
+            dir.join("ingest-data").display(),
+            dir.join("wal").display()
         ),
     )
     .expect("ingest.toml");

@@ -52,6 +52,45 @@ impl Default for SpoolConfig {
     }
 }
 
+/// Parses a size: a number of bytes, optionally with a unit (`512MiB`, `2 GiB`, `64kB`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("`{s}` is not a size like 512MiB"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "kB" | "KB" => 1_000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        other => return Err(format!("`{s}`: unknown unit `{other}` (B, kB, KiB, MB, MiB, GB, GiB, TiB)")),
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// A size in a config file: `536870912` or `"512MiB"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> serde::Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => parse_size(&t).map(ByteSize).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
     #[error("spool {path}: {source}")]
@@ -123,7 +162,8 @@ impl Spool {
             segments.push_back(segment);
         }
         let next_id = segments.iter().rev().find_map(|s| s.last_id).map_or(acked + 1, |l| l.max(acked) + 1);
-        let mut spool = Spool { dir: dir.to_path_buf(), cfg, segments, next_id, acked, read_from: acked + 1, stats };
+        let mut spool =
+            Spool { dir: dir.to_path_buf(), cfg, segments, next_id, acked, read_from: acked + 1, stats };
         spool.delete_acked_segments()?;
         Ok(spool)
     }
@@ -155,7 +195,9 @@ impl Spool {
         let size = HEADER as u64 + payload.len() as u64;
         while self.bytes() + size > self.cfg.max_bytes {
             match self.cfg.when_full {
-                WhenFull::Block => return Err(SpoolError::Full { bytes: self.bytes(), max_bytes: self.cfg.max_bytes }),
+                WhenFull::Block => {
+                    return Err(SpoolError::Full { bytes: self.bytes(), max_bytes: self.cfg.max_bytes })
+                }
                 WhenFull::DropOldest => {
                     if !self.drop_oldest(false)? {
                         break;
@@ -197,7 +239,8 @@ impl Spool {
             if segment.last_id.is_none_or(|l| l < self.read_from) {
                 continue;
             }
-            let (records, corrupt) = segment.read_from(self.read_from, max - out.len(), self.cfg.max_record_bytes)?;
+            let (records, corrupt) =
+                segment.read_from(self.read_from, max - out.len(), self.cfg.max_record_bytes)?;
             self.stats.corrupt += corrupt;
             if let Some(r) = records.last() {
                 self.read_from = r.id + 1;
@@ -268,7 +311,9 @@ impl Spool {
 
     fn delete_acked_segments(&mut self) -> Result<(), SpoolError> {
         // The newest segment stays, so appends continue in it.
-        while self.segments.len() > 1 && self.segments.front().is_some_and(|s| s.last_id.is_none_or(|l| l <= self.acked)) {
+        while self.segments.len() > 1
+            && self.segments.front().is_some_and(|s| s.last_id.is_none_or(|l| l <= self.acked))
+        {
             if let Some(s) = self.segments.pop_front() {
                 s.delete()?;
             }

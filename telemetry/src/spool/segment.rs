@@ -41,9 +41,15 @@ fn encode(id: u64, payload: &[u8]) -> Vec<u8> {
 
 /// One step of scanning a segment.
 enum Next {
-    Record { id: u64, payload: Vec<u8>, size: u64 },
+    Record {
+        id: u64,
+        payload: Vec<u8>,
+        size: u64,
+    },
     /// A whole record whose checksum fails: skip `size` bytes.
-    Corrupt { size: u64 },
+    Corrupt {
+        size: u64,
+    },
     /// The rest of the file cannot be parsed (torn or garbage length).
     End,
 }
@@ -87,7 +93,12 @@ impl Segment {
 
     /// Scans an existing segment. In the newest one, an unparsable tail (a torn write) is cut
     /// off; in older ones it is left and counted as corrupt.
-    pub fn recover(path: PathBuf, first_id: u64, newest: bool, max_record: u32) -> Result<(Segment, Scan), SpoolError> {
+    pub fn recover(
+        path: PathBuf,
+        first_id: u64,
+        newest: bool,
+        max_record: u32,
+    ) -> Result<(Segment, Scan), SpoolError> {
         let file = File::open(&path).map_err(|e| io(&path, e))?;
         let len = file.metadata().map_err(|e| io(&path, e))?.len();
         let mut reader = BufReader::new(file);
@@ -154,7 +165,12 @@ impl Segment {
     }
 
     /// Up to `max` good records with id ≥ `from`, and how many corrupt ones were skipped.
-    pub fn read_from(&self, from: u64, max: usize, max_record: u32) -> Result<(Vec<Record>, u64), SpoolError> {
+    pub fn read_from(
+        &self,
+        from: u64,
+        max: usize,
+        max_record: u32,
+    ) -> Result<(Vec<Record>, u64), SpoolError> {
         let start = self.index.iter().rev().find(|(id, _)| *id <= from).map_or(0, |(_, off)| *off);
         let mut file = File::open(&self.path).map_err(|e| io(&self.path, e))?;
         file.seek(SeekFrom::Start(start)).map_err(|e| io(&self.path, e))?;

@@ -17,8 +17,11 @@ fn fill(spool: &mut Spool, n: usize) {
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "seg")).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
     v.sort();
     v
 }
@@ -49,7 +52,11 @@ fn segments_are_deleted_only_when_fully_acknowledged() {
     fill(&mut s, 30);
     let before = segment_files(dir.path()).len();
     s.ack_through(1).unwrap();
-    assert_eq!(segment_files(dir.path()).len(), before, "one record of the first segment is not a whole segment");
+    assert_eq!(
+        segment_files(dir.path()).len(),
+        before,
+        "one record of the first segment is not a whole segment"
+    );
     s.ack_through(30).unwrap();
     assert_eq!(segment_files(dir.path()).len(), 1, "all acknowledged: only the newest stays");
     assert_eq!(s.pending(), 0);
@@ -134,7 +141,12 @@ fn drop_oldest_counts_what_it_drops() {
 #[test]
 fn block_refuses_when_full_and_accepts_after_acks() {
     let dir = tempfile::tempdir().unwrap();
-    let c = SpoolConfig { max_bytes: 600, segment_bytes: 200, when_full: WhenFull::Block, ..SpoolConfig::default() };
+    let c = SpoolConfig {
+        max_bytes: 600,
+        segment_bytes: 200,
+        when_full: WhenFull::Block,
+        ..SpoolConfig::default()
+    };
     let mut s = Spool::open(dir.path(), c).unwrap();
     let mut n = 0;
     while s.append(b"0123456789").is_ok() {
@@ -149,7 +161,8 @@ fn block_refuses_when_full_and_accepts_after_acks() {
 #[test]
 fn expire_drops_old_segments_and_counts_them() {
     let dir = tempfile::tempdir().unwrap();
-    let c = SpoolConfig { max_age: Some(Duration::from_secs(60)), segment_bytes: 200, ..SpoolConfig::default() };
+    let c =
+        SpoolConfig { max_age: Some(Duration::from_secs(60)), segment_bytes: 200, ..SpoolConfig::default() };
     let mut s = Spool::open(dir.path(), c).unwrap();
     fill(&mut s, 30);
     assert_eq!(s.expire(SystemTime::now()).unwrap(), 0);
@@ -163,7 +176,8 @@ fn expire_drops_old_segments_and_counts_them() {
 #[test]
 fn refuses_records_over_the_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Spool::open(dir.path(), SpoolConfig { max_record_bytes: 8, ..SpoolConfig::default() }).unwrap();
+    let mut s =
+        Spool::open(dir.path(), SpoolConfig { max_record_bytes: 8, ..SpoolConfig::default() }).unwrap();
     assert!(matches!(s.append(b"123456789"), Err(SpoolError::TooLarge(9))));
 }
 
@@ -235,4 +249,16 @@ proptest! {
             prop_assert_eq!(s.pending(), model.len() as u64);
         }
     }
+}
+
+#[test]
+fn sizes_parse_with_units() {
+    assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+    assert_eq!(parse_size("2 GiB"), Ok(2 << 30));
+    assert_eq!(parse_size("64kB"), Ok(64_000));
+    assert_eq!(parse_size("100"), Ok(100));
+    assert!(parse_size("12 parsecs").unwrap_err().contains("unknown unit"));
+    assert!(parse_size("MiB").is_err());
+    let s: ByteSize = serde_json::from_str("\"1KiB\"").unwrap();
+    assert_eq!(s, ByteSize(1024));
 }

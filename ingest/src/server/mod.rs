@@ -1,0 +1,172 @@
+//! The async shell around [`Pipeline`], three tasks and a write-ahead log between them:
+//!
+//! ```text
+//! broker ─▶ mqtt::drive ─▶ mqtt::receive ──append+sync──▶ WAL ──▶ writer::run ─▶ TSDB / files
+//!                               │ ack to the broker                 │ rules, alerts, dead letters
+//! ```
+//!
+//! A message is acknowledged to the broker only once it is synced in the WAL, and leaves the
+//! WAL only once its reading is written. A crash loses nothing acknowledged: the broker
+//! redelivers what was not, and the WAL replays what was not written.
+
+mod mqtt;
+mod writer;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rumqttc::{AsyncClient, MqttOptions};
+use telemetry::spool::{Spool, SpoolConfig, WhenFull};
+use telemetry::{AlertMessage, Topics};
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::config::IngestConfig;
+use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, Stats};
+use crate::sink::{LineFiles, Sink, TsdbWriter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("rules:\n{0}")]
+    Rules(String),
+    #[error("{0}")]
+    Sink(String),
+    #[error("wal: {0}")]
+    Wal(String),
+    #[error("mqtt: {0}")]
+    Mqtt(String),
+    #[error("http: {0}")]
+    Http(String),
+}
+
+/// What the embedding program (the demo, tests) can watch.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Every alert transition, as published.
+    pub alerts: Option<mpsc::UnboundedSender<AlertMessage>>,
+    pub stats: Arc<Mutex<Stats>>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Loads the configured rule files, or the built-in default pack.
+pub fn load_rules(cfg: &IngestConfig) -> Result<rules::RuleSet, RunError> {
+    let result = if cfg.rules.files.is_empty() {
+        rules::default_pack()
+    } else {
+        let mut files = Vec::new();
+        for p in &cfg.rules.files {
+            match std::fs::read_dir(p) {
+                Ok(entries) => {
+                    let mut found: Vec<_> = entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                        .collect();
+                    found.sort();
+                    files.extend(found);
+                }
+                Err(_) => files.push(p.clone()),
+            }
+        }
+        rules::RuleSet::load(&files)
+    };
+    result.map_err(|d| RunError::Rules(d.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")))
+}
+
+/// Runs ingest until `shutdown` turns true; then writes what the WAL holds (one attempt) and
+/// leaves the rest there for the next start.
+pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool>) -> Result<(), RunError> {
+    let engine = rules::Engine::new(load_rules(&cfg)?);
+    tracing::info!("loaded {} rules", engine.rules().len());
+    let topics = Topics::new(&cfg.mqtt.topic_prefix);
+    let pipeline = Pipeline::new(topics.clone(), engine);
+    let files = LineFiles::new(&cfg.files).map_err(|e| RunError::Sink(e.to_string()))?;
+    let sink = match &cfg.tsdb {
+        Some(t) => Sink::Tsdb(TsdbWriter::new(t).map_err(RunError::Sink)?),
+        None => Sink::Files,
+    };
+    let wal_cfg = SpoolConfig {
+        max_bytes: cfg.wal.max_bytes.0,
+        segment_bytes: cfg.wal.segment_bytes.0,
+        when_full: WhenFull::Block,
+        max_age: None,
+        ..SpoolConfig::default()
+    };
+    let wal = Spool::open(&cfg.wal.dir, wal_cfg).map_err(|e| RunError::Wal(e.to_string()))?;
+    if wal.pending() > 0 {
+        tracing::info!("replaying {} records from the WAL in {}", wal.pending(), cfg.wal.dir.display());
+    }
+    let wal = Arc::new(Mutex::new(wal));
+
+    let http = match cfg.http.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| RunError::Http(format!("{addr}: {e}")))?;
+            tracing::info!(
+                "metrics and health on http://{}",
+                listener.local_addr().map_err(|e| RunError::Http(e.to_string()))?
+            );
+            Some(tokio::spawn(crate::http::serve(listener, hooks.metrics.clone(), shutdown.clone())))
+        }
+        None => None,
+    };
+
+    let (host, port) = gateway::config::parse_mqtt_url(&cfg.mqtt.url).map_err(RunError::Mqtt)?;
+    let mut options = MqttOptions::new(&cfg.mqtt.client_id, host, port);
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_max_packet_size(1024 * 1024, 1024 * 1024);
+    if let Some(user) = &cfg.mqtt.username {
+        options.set_credentials(user, cfg.mqtt.password.clone().unwrap_or_default());
+    }
+    let (client, eventloop) = AsyncClient::new(options, 10_000);
+    let (tx, rx) = mpsc::channel(10_000);
+    let (driver_stop, driver_rx) = watch::channel(false);
+    let driver = tokio::spawn(mqtt::drive(
+        eventloop,
+        client.clone(),
+        cfg.filters(),
+        tx,
+        hooks.metrics.clone(),
+        driver_rx,
+    ));
+    let written = Arc::new(Notify::new());
+    let receiver = tokio::spawn(mqtt::receive(
+        rx,
+        client.clone(),
+        wal.clone(),
+        written.clone(),
+        hooks.metrics.clone(),
+        shutdown.clone(),
+    ));
+    let writer = writer::Writer {
+        cfg: cfg.clone(),
+        wal: wal.clone(),
+        sink,
+        files,
+        client: client.clone(),
+        topics,
+        hooks: hooks.clone(),
+    };
+    let writer = tokio::spawn(writer.run(pipeline, written, shutdown.clone()));
+
+    let _ = receiver.await;
+    let _ = writer.await;
+    let _ = driver_stop.send(true);
+    let _ = driver.await;
+    if let Some(h) = http {
+        let _ = h.await;
+    }
+    if let Ok(w) = wal.lock() {
+        if w.pending() > 0 {
+            tracing::warn!("{} records stay in the WAL for the next start", w.pending());
+        }
+    }
+    Ok(())
+}

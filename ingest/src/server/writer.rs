@@ -1,0 +1,230 @@
+//! The WAL's consumer: reads records in order, runs them through the pipeline (validation,
+//! dedup, rules), writes the lines until they are durable, publishes alerts and dead letters,
+//! and only then removes the records from the WAL.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use rumqttc::{AsyncClient, QoS};
+use telemetry::spool::Spool;
+use telemetry::{AlertMessage, AlertStatus, Topic, Topics};
+use tokio::sync::{watch, Notify};
+
+use super::mqtt::decode_record;
+use super::Hooks;
+use crate::config::IngestConfig;
+use crate::pipeline::{Outcome, Pipeline};
+use crate::sink::{LineFiles, Sink, SinkError};
+
+pub struct Writer {
+    pub cfg: IngestConfig,
+    pub wal: Arc<Mutex<Spool>>,
+    pub sink: Sink,
+    pub files: LineFiles,
+    pub client: AsyncClient,
+    pub topics: Topics,
+    pub hooks: Hooks,
+}
+
+/// One batch: line-protocol chunks with the gateway they came from (to dead-letter a point the
+/// TSDB refuses), alert transitions and dead letters.
+#[derive(Default)]
+struct Batch {
+    chunks: Vec<(String, String)>,
+    readings: u64,
+    alerts: Vec<AlertMessage>,
+    dead_letters: Vec<(String, Vec<u8>)>,
+}
+
+impl Writer {
+    pub async fn run(
+        mut self,
+        mut pipeline: Pipeline,
+        written: Arc<Notify>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut last_flush = Instant::now();
+        loop {
+            let stopping = *shutdown.borrow();
+            loop {
+                let max = self.cfg.batch.max_readings;
+                let records = tokio::task::block_in_place(|| match self.wal.lock() {
+                    Ok(mut w) => w.read(max).map_err(|e| e.to_string()),
+                    Err(_) => Err("the WAL lock is poisoned".to_string()),
+                });
+                let records = match records {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!("WAL read: {e}");
+                        break;
+                    }
+                };
+                let Some(last_id) = records.last().map(|r| r.id) else { break };
+                let mut batch = Batch::default();
+                for r in &records {
+                    let Some((received_at, topic, payload)) = decode_record(&r.payload) else { continue };
+                    match pipeline.handle(&topic, payload, received_at) {
+                        Outcome::Reading { gateway, lines, alerts, .. } => {
+                            batch.readings += 1;
+                            batch.chunks.push((gateway, lines));
+                            batch.alerts.extend(alerts);
+                        }
+                        Outcome::DeadLetter { topic: dl, payload, reason } => {
+                            tracing::warn!("dead letter from {topic}: {reason}");
+                            batch.dead_letters.push((dl, payload));
+                        }
+                        Outcome::Duplicate => {}
+                    }
+                }
+                if !self.write(&mut batch, &mut shutdown).await {
+                    // Stopping while the TSDB is away: the records stay in the WAL for next time.
+                    if let Ok(mut w) = self.wal.lock() {
+                        w.rewind();
+                    }
+                    return;
+                }
+                self.publish(&mut batch).await;
+                let acked = tokio::task::block_in_place(|| match self.wal.lock() {
+                    Ok(mut w) => w.ack_through(last_id).map_err(|e| e.to_string()),
+                    Err(_) => Err("the WAL lock is poisoned".to_string()),
+                });
+                if let Err(e) = acked {
+                    tracing::error!("WAL ack: {e}");
+                }
+                self.update_metrics(&pipeline, batch.readings);
+                last_flush = Instant::now();
+            }
+            if stopping {
+                return;
+            }
+            tokio::select! {
+                _ = written.notified() => {}
+                _ = tokio::time::sleep(self.cfg.batch.flush_every) => {}
+                _ = shutdown.changed() => continue,
+            }
+            // Gather up to flush_every unless a full batch is already waiting.
+            let pending = self.wal.lock().map(|w| w.pending()).unwrap_or(0);
+            let since = last_flush.elapsed();
+            if pending < self.cfg.batch.max_readings as u64 && since < self.cfg.batch.flush_every {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.cfg.batch.flush_every - since) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+
+    /// Writes every chunk until durable. A batch the server refuses is halved until the refused
+    /// chunk is alone; it is kept in `rejected.lp` and dead-lettered, the rest lands. Returns
+    /// false only when stopping with the server unavailable.
+    async fn write(&mut self, batch: &mut Batch, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let mut todo: Vec<std::ops::Range<usize>> = Vec::from([0..batch.chunks.len()]);
+        let mut backoff = Duration::from_millis(100);
+        while let Some(range) = todo.pop() {
+            let body: String = batch.chunks[range.clone()].iter().map(|(_, l)| l.as_str()).collect();
+            if body.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            let result = match &self.sink {
+                Sink::Tsdb(w) => w.write(&body).await,
+                Sink::Files => self.files.write(&body, SystemTime::now()),
+            };
+            let m = &self.hooks.metrics;
+            match result {
+                Ok(()) => {
+                    m.write_batches.fetch_add(1, Ordering::Relaxed);
+                    m.write_seconds_total_micros
+                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    backoff = Duration::from_millis(100);
+                }
+                Err(SinkError::Rejected(why)) if range.len() > 1 => {
+                    let mid = range.start + range.len() / 2;
+                    tracing::warn!(
+                        "the TSDB refused a batch of {} readings ({why}); splitting it",
+                        range.len()
+                    );
+                    todo.push(mid..range.end);
+                    todo.push(range.start..mid);
+                }
+                Err(SinkError::Rejected(why)) => {
+                    m.rejected_batches.fetch_add(1, Ordering::Relaxed);
+                    let (gateway, lines) = &batch.chunks[range.start];
+                    match self.files.keep_rejected(lines, &why) {
+                        Ok(path) => {
+                            tracing::error!("the TSDB refused {lines:?} ({why}); kept in {}", path.display())
+                        }
+                        Err(e) => tracing::error!(
+                            "the TSDB refused {lines:?} ({why}) and it could not be kept: {e}"
+                        ),
+                    }
+                    let letter = serde_json::json!({ "reason": format!("TSDB refused the line: {why}"), "lines": lines });
+                    let topic = self.topics.build(&Topic::DeadLetter { gateway: gateway.clone() });
+                    batch.dead_letters.push((topic, letter.to_string().into_bytes()));
+                }
+                Err(e) => {
+                    m.write_errors.fetch_add(1, Ordering::Relaxed);
+                    if *shutdown.borrow() {
+                        return false;
+                    }
+                    tracing::warn!("{e}; retrying in {backoff:?}");
+                    todo.push(range);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        true
+    }
+
+    async fn publish(&self, batch: &mut Batch) {
+        for (topic, payload) in batch.dead_letters.drain(..) {
+            let _ = self.client.publish(topic, QoS::AtLeastOnce, false, payload).await;
+        }
+        let events = self.topics.build(&Topic::AlertEvents);
+        for alert in batch.alerts.drain(..) {
+            let json = serde_json::to_vec(&alert).unwrap_or_default();
+            let state_topic =
+                self.topics.build(&Topic::Alert { device: alert.device.clone(), rule: alert.rule.clone() });
+            let retained = if alert.status == AlertStatus::Resolved { Vec::new() } else { json.clone() };
+            let _ = self.client.publish(state_topic, QoS::AtLeastOnce, true, retained).await;
+            let _ = self.client.publish(&events, QoS::AtLeastOnce, false, json).await;
+            tracing::info!(
+                "alert {} {} {}: {}",
+                alert.status.as_str(),
+                alert.rule,
+                alert.device,
+                alert.summary
+            );
+            if let Some(tx) = &self.hooks.alerts {
+                let _ = tx.send(alert);
+            }
+        }
+    }
+
+    fn update_metrics(&self, pipeline: &Pipeline, written: u64) {
+        let m = &self.hooks.metrics;
+        let s = &pipeline.stats;
+        m.written.fetch_add(written, Ordering::Relaxed);
+        m.invalid.store(s.invalid, Ordering::Relaxed);
+        m.duplicates.store(s.duplicates, Ordering::Relaxed);
+        m.gaps.store(s.gaps, Ordering::Relaxed);
+        m.alerts_firing_total.store(s.alerts_firing, Ordering::Relaxed);
+        m.alerts_resolved_total.store(s.alerts_resolved, Ordering::Relaxed);
+        m.alerts_active.store(s.alerts_firing as i64 - s.alerts_resolved as i64, Ordering::Relaxed);
+        let e = pipeline.engine().stats();
+        m.rule_evaluations.store(e.evaluations, Ordering::Relaxed);
+        m.rule_errors.store(e.eval_errors, Ordering::Relaxed);
+        if let Ok(w) = self.wal.lock() {
+            m.wal_pending.store(w.pending(), Ordering::Relaxed);
+            m.wal_bytes.store(w.bytes(), Ordering::Relaxed);
+        }
+        if let Ok(mut stats) = self.hooks.stats.lock() {
+            *stats = s.clone();
+        }
+    }
+}
