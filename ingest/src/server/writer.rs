@@ -119,7 +119,8 @@ impl Writer {
     /// chunk is alone; it is kept in `rejected.lp` and dead-lettered, the rest lands. Returns
     /// false only when stopping with the server unavailable.
     async fn write(&mut self, batch: &mut Batch, shutdown: &mut watch::Receiver<bool>) -> bool {
-        let mut todo: Vec<std::ops::Range<usize>> = Vec::from([0..batch.chunks.len()]);
+        let mut todo: Vec<std::ops::Range<usize>> = Vec::new();
+        todo.push(0..batch.chunks.len());
         let mut backoff = Duration::from_millis(100);
         while let Some(range) = todo.pop() {
             let body: String = batch.chunks[range.clone()].iter().map(|(_, l)| l.as_str()).collect();
