@@ -1,14 +1,15 @@
-//! One poller per line: it owns the line's Modbus connection, polls every device on it at
-//! its interval (staggered so devices do not all fire at once) and hands each reading to the
-//! publisher. Requests on a line are strictly one at a time.
+//! One poller per line: it owns the line's Modbus connection (TCP, serial RTU or RTU over
+//! TCP, opened by [`crate::transport`]), polls every device on it at its interval (staggered
+//! so devices do not all fire at once) and hands each reading to the publisher. Requests on a
+//! line are strictly one at a time, each after the line's silent interval: on a serial bus
+//! this one task serializes every slave.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant as StdInstant};
 
 use telemetry::Reading;
 use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
-use tokio_modbus::client::{tcp, Context};
+use tokio_modbus::client::Context;
 use tokio_modbus::prelude::{Reader, Slave, SlaveContext};
 
 use crate::config::{Device, Line, LineConfig};
@@ -16,6 +17,7 @@ use crate::planner::ReadRequest;
 use crate::profile::Table;
 use crate::publisher::{DeviceStatus, Publisher};
 use crate::register::decode_block;
+pub use crate::transport::{connect, ConnectError, TransportError};
 
 /// How often device health is republished when nothing changes.
 const STATUS_EVERY: Duration = Duration::from_secs(30);
@@ -34,7 +36,21 @@ enum Answer {
     /// The device answered with a Modbus exception: the link is fine, the points are not.
     Exception(String),
     /// We could not talk: timeout or transport error. The connection must be dropped.
-    Transport(String),
+    Transport(TransportError),
+}
+
+/// A poll that stopped because we could not talk to the device; the connection must be
+/// dropped. (A Modbus exception is not one: it goes into the reading's `errors`.)
+#[derive(Debug, thiserror::Error)]
+#[error("device {device} (unit {unit}) on line {line}: {table} {start}..{end}: {cause}")]
+pub struct PollError {
+    pub device: String,
+    pub unit: u8,
+    pub line: String,
+    pub table: &'static str,
+    pub start: u16,
+    pub end: u32,
+    pub cause: TransportError,
 }
 
 pub fn now_ms() -> i64 {
@@ -56,47 +72,56 @@ async fn read(ctx: &mut Context, req: &ReadRequest, limit: Duration) -> Answer {
     match result {
         Ok(Ok(Ok(words))) => Answer::Data(words),
         Ok(Ok(Err(code))) => Answer::Exception(format!("exception {}: {code}", u8::from(code))),
-        Ok(Err(e)) => Answer::Transport(format!("transport: {e}")),
-        Err(_) => Answer::Transport(format!("timeout after {limit:?}")),
+        Ok(Err(e)) => Answer::Transport(e.into()),
+        Err(_) => Answer::Transport(TransportError::Timeout(limit)),
     }
 }
 
 /// Reads every planned request of `device` into `reading`: values decoded, Modbus exceptions
-/// as point errors. A transport error or timeout stops the poll and is returned: the caller
-/// must drop the connection (a late answer would be taken for the next request's).
+/// as point errors. Each request waits for the line's silent interval first and for its
+/// answer at most the line's timeout. A transport error or timeout stops the poll and is
+/// returned: the caller must drop the connection (a late answer would be taken for the next
+/// request's).
 pub async fn poll_device(
     ctx: &mut Context,
     line: &LineConfig,
     device: &Device,
     reading: &mut Reading,
-) -> Result<(), String> {
+) -> Result<(), PollError> {
     ctx.set_slave(Slave(device.config.unit));
+    let silent_interval = line.effective_silent_interval();
     for req in &device.plan {
-        if !line.silent_interval.is_zero() {
-            tokio::time::sleep(line.silent_interval).await;
+        if !silent_interval.is_zero() {
+            tokio::time::sleep(silent_interval).await;
         }
-        let at = || {
-            format!(
-                "device {} (unit {}) on line {}: {} {}..{}",
-                device.config.id,
-                device.config.unit,
-                line.name,
-                req.table.name(),
-                req.start,
-                req.end()
-            )
-        };
         match read(ctx, req, line.timeout).await {
             Answer::Data(words) => reading.values.extend(decode_block(&device.profile, req, &words)),
             Answer::Exception(why) => {
-                tracing::warn!("{}: {why}", at());
+                tracing::warn!(
+                    "device {} (unit {}) on line {}: {} {}..{}: {why}",
+                    device.config.id,
+                    device.config.unit,
+                    line.name,
+                    req.table.name(),
+                    req.start,
+                    req.end()
+                );
                 for &i in &req.points {
                     reading.errors.insert(device.profile.points[i].name.clone(), why.clone());
                 }
             }
-            Answer::Transport(why) => {
-                tracing::warn!("{}: {why}; reconnecting", at());
-                return Err(why);
+            Answer::Transport(cause) => {
+                let e = PollError {
+                    device: device.config.id.clone(),
+                    unit: device.config.unit,
+                    line: line.name.clone(),
+                    table: req.table.name(),
+                    start: req.start,
+                    end: req.end(),
+                    cause,
+                };
+                tracing::warn!("{e}; reconnecting");
+                return Err(e);
             }
         }
     }
@@ -106,6 +131,7 @@ pub async fn poll_device(
 /// Polls every device on `line` until `shutdown` turns true.
 pub async fn run_line(line: Line, publisher: Publisher, session: u64, mut shutdown: watch::Receiver<bool>) {
     let cfg = line.config.clone();
+    let link = line.link.clone();
     let n = line.devices.len().max(1) as u32;
     let start = Instant::now();
     let mut devices: Vec<DeviceState> = line
@@ -132,6 +158,7 @@ pub async fn run_line(line: Line, publisher: Publisher, session: u64, mut shutdo
         return;
     }
     let mut ctx: Option<Context> = None;
+    let mut last_connect_error: Option<String> = None;
     loop {
         let Some(d) = devices.iter_mut().min_by_key(|d| d.next_due) else { return };
         tokio::select! {
@@ -162,14 +189,25 @@ pub async fn run_line(line: Line, publisher: Publisher, session: u64, mut shutdo
         );
         let mut transport_error = None;
         if ctx.is_none() {
-            match connect(&cfg.address, cfg.timeout).await {
-                Ok(c) => ctx = Some(c),
-                Err(e) => transport_error = Some(e),
+            match connect(&link, cfg.timeout).await {
+                Ok(c) => {
+                    last_connect_error = None;
+                    ctx = Some(c);
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    // Once per distinct failure, not once per poll while the line is down.
+                    if last_connect_error.as_ref() != Some(&why) {
+                        tracing::warn!("line {}: {why}", cfg.name);
+                        last_connect_error = Some(why.clone());
+                    }
+                    transport_error = Some(why);
+                }
             }
         }
         if let Some(c) = ctx.as_mut() {
-            if let Err(why) = poll_device(c, &cfg, &d.device, &mut reading).await {
-                transport_error = Some(why);
+            if let Err(e) = poll_device(c, &cfg, &d.device, &mut reading).await {
+                transport_error = Some(e.to_string());
                 ctx = None;
             }
         }
@@ -201,22 +239,5 @@ pub async fn run_line(line: Line, publisher: Publisher, session: u64, mut shutdo
             d.status_sent = Some(Instant::now());
             let _ = publisher.device_status(&d.device.config.id, &d.status).await;
         }
-    }
-}
-
-/// Connects to a line's TCP peer within `limit`.
-pub async fn connect(address: &str, limit: Duration) -> Result<Context, String> {
-    let addr: SocketAddr = match address.parse() {
-        Ok(a) => a,
-        Err(_) => tokio::net::lookup_host(address)
-            .await
-            .map_err(|e| format!("resolve {address}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("resolve {address}: no address"))?,
-    };
-    match timeout(limit, tcp::connect_slave(addr, Slave(1))).await {
-        Ok(Ok(ctx)) => Ok(ctx),
-        Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
-        Err(_) => Err(format!("connect {addr}: timeout after {limit:?}")),
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::line::{LineConfig, Link, Parity, SerialFrame, Transport};
 use crate::planner::{plan, ReadRequest};
 use crate::profile::Profile;
 
@@ -63,32 +64,6 @@ pub struct MqttConfig {
     pub keep_alive: Duration,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Transport {
-    /// Modbus TCP to a device or a Modbus TCP gateway.
-    Tcp,
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(1)
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LineConfig {
-    pub name: String,
-    pub transport: Transport,
-    /// `host:port` of the TCP peer.
-    pub address: String,
-    /// Longest wait for one response.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Pause between two requests on the line.
-    #[serde(default, with = "humantime_serde")]
-    pub silent_interval: Duration,
-}
-
 fn default_unit() -> u8 {
     1
 }
@@ -129,6 +104,8 @@ pub struct Device {
 #[derive(Clone, Debug)]
 pub struct Line {
     pub config: LineConfig,
+    /// How to reach it (checked against the transport).
+    pub link: Link,
     pub devices: Vec<Device>,
 }
 
@@ -193,6 +170,9 @@ impl GatewayConfig {
             if l.timeout.is_zero() {
                 problems.push(format!("line[{i}].timeout must be above zero"));
             }
+            if let Err(line_problems) = l.link() {
+                problems.extend(line_problems.into_iter().map(|p| format!("line[{i}].{p}")));
+            }
         }
         let mut ids = std::collections::BTreeSet::new();
         for (i, d) in self.devices.iter().enumerate() {
@@ -221,8 +201,14 @@ impl GatewayConfig {
     /// The runtime lines, each with its devices' profiles loaded and planned.
     pub fn build(&self) -> Result<Vec<Line>, ConfigError> {
         let mut profiles: std::collections::HashMap<&str, Arc<Profile>> = Default::default();
-        let mut lines: Vec<Line> =
-            self.lines.iter().map(|l| Line { config: l.clone(), devices: Vec::new() }).collect();
+        let mut lines = Vec::with_capacity(self.lines.len());
+        for (i, l) in self.lines.iter().enumerate() {
+            let link = l.link().map_err(|problems| ConfigError::Invalid {
+                file: "<config>".into(),
+                problems: problems.into_iter().map(|p| format!("line[{i}].{p}")).collect(),
+            })?;
+            lines.push(Line { config: l.clone(), link, devices: Vec::new() });
+        }
         for d in &self.devices {
             let profile = match profiles.get(d.profile.as_str()) {
                 Some(p) => p.clone(),
@@ -310,6 +296,82 @@ interval = "2s"
         let err =
             GatewayConfig::from_toml(&EXAMPLE.replace("interval", "intervall")).unwrap_err().to_string();
         assert!(err.contains("intervall"), "{err}");
+    }
+
+    const THREE_LINES: &str = r#"
+[gateway]
+id = "gw-1"
+[mqtt]
+url = "mqtt://127.0.0.1:1884"
+[[line]]
+name = "tcp-1"
+transport = "tcp"
+address = "127.0.0.1:5020"
+[[line]]
+name = "rs485-1"
+transport = "rtu"
+port = "/dev/ttyUSB0"
+baud = 19200
+parity = "even"
+[[line]]
+name = "dtu-1"
+transport = "rtu-over-tcp"
+address = "127.0.0.1:4001"
+silent_interval = "20ms"
+[[device]]
+id = "elev-1"
+line = "rs485-1"
+unit = 3
+profile = "elevator-box-v1"
+[[device]]
+id = "wm-1"
+line = "dtu-1"
+unit = 7
+profile = "water-meter-v1"
+"#;
+
+    #[test]
+    fn parses_a_line_of_each_transport() {
+        let cfg = GatewayConfig::from_toml(THREE_LINES).unwrap();
+        let lines = cfg.build().unwrap();
+        assert_eq!(lines[0].link, Link::Tcp { address: "127.0.0.1:5020".into() });
+        assert_eq!(
+            lines[1].link,
+            Link::Rtu {
+                port: "/dev/ttyUSB0".into(),
+                frame: SerialFrame { baud: 19200, parity: Parity::Even, data_bits: 8, stop_bits: 1 }
+            }
+        );
+        assert_eq!(lines[1].config.effective_silent_interval(), Duration::from_micros(2006));
+        assert_eq!(lines[1].devices[0].config.id, "elev-1");
+        assert_eq!(lines[2].link, Link::RtuOverTcp { address: "127.0.0.1:4001".into() });
+        assert_eq!(lines[2].config.effective_silent_interval(), Duration::from_millis(20));
+        assert_eq!(lines[2].devices[0].config.id, "wm-1");
+    }
+
+    #[test]
+    fn line_problems_name_their_path() {
+        let bad = THREE_LINES
+            .replace("port = \"/dev/ttyUSB0\"", "address = \"127.0.0.1:502\"")
+            .replace("silent_interval = \"20ms\"", "baud = 9600");
+        let err = GatewayConfig::from_toml(&bad).unwrap_err().to_string();
+        for want in [
+            "line[1].address does not apply to transport rtu (it takes port)",
+            "line[1].port is required for transport rtu",
+            "line[2].baud does not apply to transport rtu-over-tcp (only to rtu)",
+        ] {
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        assert!(!err.contains("line[0]"), "{err}");
+        let err =
+            GatewayConfig::from_toml(&THREE_LINES.replace("transport = \"tcp\"", "transport = \"udp\""))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("udp"), "{err}");
+        let err = GatewayConfig::from_toml(&THREE_LINES.replace("baud = 19200", "baudrate = 19200"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("baudrate"), "{err}");
     }
 
     #[test]

@@ -3,20 +3,26 @@
 //! Module map, in the order data flows:
 //! - [`config`]: `gateway.toml` (site, MQTT, lines, devices) with `GATEWAY_*` env overrides;
 //!   `build()` loads the profiles and plans each device.
+//! - [`line`]: a `[[line]]`'s transport (`tcp`, `rtu`, `rtu-over-tcp`), its keys checked, the
+//!   RTU silent interval. Pure.
 //! - [`profile`]: equipment models' register maps and firmware limits (`deploy/profiles/`).
 //! - [`planner`]: a profile's points to the fewest read requests.
+//! - [`transport`]: opens a line (TCP, serial port, TCP to a DTU) as a tokio-modbus context.
 //! - [`bus`]: one task per line: connect, poll each device at its interval, decode.
 //! - [`register`]: words and bits to point values (and back, for the simulator). Pure.
 //! - [`publisher`]: readings and status to MQTT at QoS 1; birth, last will, device health.
-//! - [`sim`]: `gateway sim`, simulated equipment of four kinds over Modbus TCP.
+//! - [`sim`]: `gateway sim`, simulated equipment of four kinds over Modbus TCP, RTU over TCP or
+//!   RTU on a serial device.
 
 pub mod bus;
 pub mod config;
+pub mod line;
 pub mod planner;
 pub mod profile;
 pub mod publisher;
 pub mod register;
 pub mod sim;
+pub mod transport;
 
 use std::time::Duration;
 

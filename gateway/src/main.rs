@@ -1,11 +1,12 @@
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use gateway::sim::{SimPlan, Simulator};
+use gateway::config::{Link, SerialFrame};
+use gateway::sim::{SerialDevice, SimPlan, Simulator};
 use gateway::GatewayConfig;
 use tokio::sync::watch;
 
@@ -36,8 +37,9 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
-    /// Serve simulated devices over Modbus TCP, one unit id per device, faults coming and going.
-    Sim(SimArgs),
+    /// Serve simulated devices over Modbus TCP (or RTU over TCP, or RTU on a serial device),
+    /// one unit id per device, faults coming and going.
+    Sim(Box<SimArgs>),
 }
 
 #[derive(clap::Args)]
@@ -45,6 +47,21 @@ struct SimArgs {
     /// Address to listen on (port 0 picks a free one; the bound address is printed).
     #[arg(long, default_value = "127.0.0.1:5020")]
     listen: SocketAddr,
+    /// Speak RTU framing (unit, PDU, CRC) on the TCP listener instead of Modbus TCP, as a
+    /// device behind a serial-to-TCP converter (DTU) does.
+    #[arg(long, conflicts_with = "serial")]
+    rtu_over_tcp: bool,
+    /// Serve Modbus RTU on this serial device instead of listening on TCP, e.g. one end of a
+    /// pty pair: `socat pty,raw,echo=0,link=/tmp/sim pty,raw,echo=0,link=/tmp/gw`.
+    #[arg(long, value_name = "PATH", conflicts_with = "listen")]
+    serial: Option<String>,
+    /// Speed of the serial device (8N1).
+    #[arg(long, default_value_t = 9600, requires = "serial")]
+    baud: u32,
+    /// The serial device the gateway opens, for --write-config with --serial (with a pty pair:
+    /// the other end).
+    #[arg(long, value_name = "PATH", requires = "serial")]
+    client_port: Option<String>,
     /// Number of simulated elevators (profile elevator-box-v1).
     #[arg(long, default_value_t = 2)]
     elevators: usize,
@@ -111,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Plan { config } => {
             let cfg = GatewayConfig::load(&config)?;
             for line in cfg.build()? {
-                println!("line {} ({:?} {})", line.config.name, line.config.transport, line.config.address);
+                println!("line {} ({})", line.config.name, line.link);
                 for d in &line.devices {
                     println!(
                         "  device {} unit {} profile {}: {} requests",
@@ -134,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Sim(args) => run_sim(args).await?,
+        Command::Sim(args) => run_sim(*args).await?,
     }
     Ok(())
 }
@@ -153,18 +170,57 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         fault_stagger: args.fault_stagger,
     };
     let sim = Arc::new(Simulator::new(&plan, gateway::bus::now_ms())?);
+    if let Some(path) = &args.serial {
+        let port = SerialDevice::open(path, args.baud)?;
+        if let Some(config) = &args.write_config {
+            let client_port = args.client_port.as_ref().context(
+                "--write-config with --serial needs --client-port: the serial device the gateway opens \
+                 (with a pty pair, the other end)",
+            )?;
+            let frame = SerialFrame { baud: args.baud, ..SerialFrame::default() };
+            write_config(config, &sim, &args, &Link::Rtu { port: client_port.clone(), frame })?;
+        }
+        println!("simulator serving Modbus RTU on {path} at {} 8N1", args.baud);
+        print_devices(&sim);
+        gateway::sim::serve_serial(port, sim, shutdown_signal()).await?;
+        return Ok(());
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    if let Some(path) = &args.write_config {
-        let text = sim.gateway_config(&args.gateway_id, addr, &args.mqtt_url, args.interval);
-        std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
+    let link = if args.rtu_over_tcp {
+        Link::RtuOverTcp { address: addr.to_string() }
+    } else {
+        Link::Tcp { address: addr.to_string() }
+    };
+    if let Some(config) = &args.write_config {
+        write_config(config, &sim, &args, &link)?;
     }
-    println!("simulator listening on {addr}");
+    if args.rtu_over_tcp {
+        println!("simulator listening on {addr} (RTU over TCP)");
+        print_devices(&sim);
+        gateway::sim::serve_rtu_over_tcp(listener, sim, shutdown_signal()).await?;
+    } else {
+        println!("simulator listening on {addr}");
+        print_devices(&sim);
+        gateway::sim::serve(listener, sim, shutdown_signal()).await?;
+    }
+    Ok(())
+}
+
+fn print_devices(sim: &Simulator) {
     for d in sim.devices() {
         println!("  unit {:>3}  {:<12} {}", d.unit, d.id, d.profile.name);
     }
-    gateway::sim::serve(listener, sim, shutdown_signal()).await?;
+}
+
+/// Writes the gateway config whole or not at all (a reader never sees half of it).
+fn write_config(path: &Path, sim: &Simulator, args: &SimArgs, link: &Link) -> anyhow::Result<()> {
+    let text = sim.gateway_config_on(&args.gateway_id, link, &args.mqtt_url, args.interval);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("write {}", path.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
     Ok(())
 }

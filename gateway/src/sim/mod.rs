@@ -1,25 +1,26 @@
-//! `gateway sim`: simulated elevators, boilers, water meters and charging piles behind one
-//! Modbus TCP listener, one unit id per device, each with a fault that comes and goes.
+//! `gateway sim`: simulated elevators, boilers, water meters and charging piles on one line,
+//! one unit id per device, each with a fault that comes and goes. The line is a Modbus TCP
+//! listener, a TCP listener speaking RTU framing (as a DTU would), or a serial device.
 //!
-//! [`Simulator::answer`] is the pure core (a request and a time in, a response out); [`serve`]
-//! is the socket shell around it. The registers are written with the same profiles and
-//! `register::encode_registers` the poller decodes with.
+//! [`Simulator::answer`] is the pure core (a request and a time in, a response out);
+//! [`Simulator::answer_on_bus`] adds what a serial bus does with a unit nobody has (silence).
+//! The socket and serial shells are in [`serve`]. The registers are written with the same
+//! profiles and `register::encode_registers` the poller decodes with.
 
 pub mod model;
+pub mod serve;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio_modbus::server::tcp::{accept_tcp_connection, Server};
-use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
+use tokio_modbus::{ExceptionCode, Request, Response};
 
 pub use model::{FaultSchedule, Model};
+pub use serve::{serve, serve_rtu_over_tcp, serve_serial, SerialDevice};
 
+use crate::line::Link;
 use crate::profile::{Profile, Table};
 use crate::register::encode_registers;
 
@@ -169,6 +170,18 @@ impl Simulator {
         })
     }
 
+    /// What a device on a serial bus does with a request to `unit`: the [`Simulator::answer`]
+    /// of the device that has it, or `None` (silence, as on a real RS-485 bus) when none has
+    /// it, the broadcast address 0 included.
+    pub fn answer_on_bus(
+        &self,
+        unit: u8,
+        request: &Request<'_>,
+        now_ms: i64,
+    ) -> Option<Result<Response, ExceptionCode>> {
+        self.devices.contains_key(&unit).then(|| self.answer(unit, request, now_ms))
+    }
+
     /// A gateway config that polls every simulated device at `interval` over one TCP line.
     pub fn gateway_config(
         &self,
@@ -177,9 +190,22 @@ impl Simulator {
         mqtt_url: &str,
         interval: Duration,
     ) -> String {
+        self.gateway_config_on(gateway_id, &Link::Tcp { address: modbus.to_string() }, mqtt_url, interval)
+    }
+
+    /// A gateway config that polls every simulated device at `interval` over one line, `sim`,
+    /// reached through `link`.
+    pub fn gateway_config_on(
+        &self,
+        gateway_id: &str,
+        link: &Link,
+        mqtt_url: &str,
+        interval: Duration,
+    ) -> String {
         let mut s = format!(
             "[gateway]\nid = \"{gateway_id}\"\n\n[mqtt]\nurl = \"{mqtt_url}\"\n\n\
-             [[line]]\nname = \"sim\"\ntransport = \"tcp\"\naddress = \"{modbus}\"\ntimeout = \"1s\"\n"
+             [[line]]\nname = \"sim\"\n{}timeout = \"1s\"\n",
+            link.toml_keys()
         );
         for d in self.devices() {
             s += &format!(
@@ -196,42 +222,6 @@ impl Simulator {
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-#[derive(Clone)]
-struct Service {
-    sim: Arc<Simulator>,
-}
-
-impl tokio_modbus::server::Service for Service {
-    type Request = SlaveRequest<'static>;
-    type Response = Response;
-    type Exception = ExceptionCode;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, ExceptionCode>> + Send>>;
-
-    fn call(&self, req: Self::Request) -> Self::Future {
-        let result = self.sim.answer(req.slave, &req.request, self.sim.now_ms());
-        Box::pin(std::future::ready(result))
-    }
-}
-
-/// Serves the simulator on `listener` until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    sim: Arc<Simulator>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let shutdown = async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    };
-    let server = Server::new(listener);
-    let new_service = move |_peer: SocketAddr| Ok(Some(Service { sim: sim.clone() }));
-    let on_connected = |stream, peer| {
-        let new_service = new_service.clone();
-        async move { accept_tcp_connection(stream, peer, new_service) }
-    };
-    let on_error = |err| tracing::warn!("simulator connection: {err}");
-    server.serve_until(&on_connected, on_error, shutdown).await.map(|_| ())
 }
 
 #[cfg(test)]
@@ -277,6 +267,39 @@ mod tests {
         );
         assert_eq!(sim.answer(1, &Request::ReadCoils(0, 1), 0), Err(ExceptionCode::IllegalDataAddress));
         assert_eq!(sim.answer(1, &Request::WriteSingleCoil(0, true), 0), Err(ExceptionCode::IllegalFunction));
+    }
+
+    #[test]
+    fn on_a_bus_only_an_addressed_device_answers() {
+        let sim = Simulator::new(&plan(), 0).unwrap();
+        let read = Request::ReadHoldingRegisters(100, 21);
+        assert_eq!(sim.answer_on_bus(3, &read, 1_000), Some(sim.answer(3, &read, 1_000)));
+        assert_eq!(
+            sim.answer_on_bus(3, &Request::ReadHoldingRegisters(99, 2), 0),
+            Some(Err(ExceptionCode::IllegalDataAddress)),
+            "a device that is there says no"
+        );
+        assert_eq!(sim.answer_on_bus(99, &read, 0), None, "nobody has unit 99");
+        assert_eq!(sim.answer_on_bus(0, &read, 0), None, "broadcast: nobody answers");
+    }
+
+    #[test]
+    fn writes_a_gateway_config_for_each_transport() {
+        let sim = Simulator::new(&plan(), 0).unwrap();
+        let frame = crate::line::SerialFrame { baud: 19200, ..Default::default() };
+        for link in [
+            Link::Tcp { address: "127.0.0.1:5020".into() },
+            Link::RtuOverTcp { address: "127.0.0.1:5021".into() },
+            Link::Rtu { port: "/tmp/pty/gw".into(), frame },
+        ] {
+            let text =
+                sim.gateway_config_on("gw-sim", &link, "mqtt://127.0.0.1:1883", Duration::from_secs(2));
+            let lines = crate::config::GatewayConfig::from_toml(&text).unwrap().build().unwrap();
+            assert_eq!(lines.len(), 1);
+            assert_eq!(lines[0].link, link);
+            assert_eq!(lines[0].devices.len(), 8);
+            assert_eq!(lines[0].devices[7].config.interval, Duration::from_secs(2));
+        }
     }
 
     #[test]
