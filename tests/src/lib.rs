@@ -60,6 +60,12 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Asks the process to stop (SIGTERM) and waits for it.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -145,11 +151,25 @@ impl Mosquitto {
 pub struct Victoria {
     pub port: u16,
     pub proc: Proc,
+    dir: PathBuf,
 }
 
 impl Victoria {
     pub fn start(dir: &Path) -> Victoria {
         let port = free_port();
+        let proc = Self::spawn(dir, port);
+        wait_for_port(port, "victoria-metrics to listen");
+        Victoria { port, proc, dir: dir.to_path_buf() }
+    }
+
+    /// Kills it (if running) and starts it again on the same port and data.
+    pub fn restart(&mut self) {
+        self.proc.kill();
+        self.proc = Self::spawn(&self.dir, self.port);
+        wait_for_port(self.port, "victoria-metrics to listen again");
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Proc {
         let bin = find_program("victoria-metrics", "apt-get install -y victoria-metrics");
         let data = dir.join("vm-data");
         let mut cmd = Command::new(bin);
@@ -158,9 +178,7 @@ impl Victoria {
             // InfluxDB keeps one point per series and timestamp; VictoriaMetrics needs this for it.
             .arg("-dedup.minScrapeInterval=1ms")
             .arg("-retentionPeriod=100y");
-        let proc = Proc::spawn("victoria-metrics", cmd, dir);
-        wait_for_port(port, "victoria-metrics to listen");
-        Victoria { port, proc }
+        Proc::spawn("victoria-metrics", cmd, dir)
     }
 
     pub fn url(&self) -> String {
@@ -264,4 +282,93 @@ impl Recorder {
     pub fn snapshot(&self) -> Vec<Message> {
         self.messages.lock().expect("lock").clone()
     }
+}
+
+/// Publishes `per_device` readings for each of `devices` water meters of gateway `gateway`
+/// at QoS 1, as a gateway would, and returns them once the broker has acknowledged every one.
+/// Timestamps are one second apart, starting an hour ago, so they are distinct per device.
+pub fn publish_readings(
+    port: u16,
+    gateway: &str,
+    devices: usize,
+    per_device: usize,
+    pace: Duration,
+) -> Vec<telemetry::Reading> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let start = now - 3_600_000;
+    let mut readings = Vec::new();
+    for i in 0..per_device {
+        for d in 0..devices {
+            let r = telemetry::Reading::new(
+                gateway,
+                &format!("wm-load-{d:04}"),
+                "water_meter",
+                start as u64,
+                i as u64,
+                start + i as i64 * 1000,
+            )
+            .with_value("forward_total_m3", 1000.0 + d as f64 + i as f64 * 0.125)
+            .with_value("battery_v", 3.6);
+            readings.push(r);
+        }
+    }
+    let topics = telemetry::Topics::default();
+    let to_send = readings.clone();
+    runtime.block_on(async move {
+        let mut options = rumqttc::MqttOptions::new(format!("{gateway}-load"), "127.0.0.1", port);
+        options.set_clean_session(false).set_keep_alive(Duration::from_secs(10)).set_inflight(100);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
+        let total = to_send.len();
+        let publisher = tokio::spawn(async move {
+            for r in &to_send {
+                let topic = topics.telemetry(16, &r.gateway, &r.device);
+                client
+                    .publish(topic, rumqttc::QoS::AtLeastOnce, false, telemetry::encode(r))
+                    .await
+                    .expect("publish");
+                if !pace.is_zero() {
+                    tokio::time::sleep(pace).await;
+                }
+            }
+        });
+        let mut acked = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while acked < total {
+            let event = tokio::time::timeout_at(deadline, eventloop.poll())
+                .await
+                .expect("all readings acknowledged in time");
+            match event {
+                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::PubAck(_))) => acked += 1,
+                Ok(_) => {}
+                Err(e) => panic!("load publisher: {e}"),
+            }
+        }
+        publisher.await.expect("publisher task");
+    });
+    readings
+}
+
+/// `(device, ts) → values` of one series name from a VictoriaMetrics export, and the number of
+/// samples returned (more than the map holds means duplicates were stored).
+pub fn stored_points(vm: &Victoria, series: &str) -> (std::collections::BTreeMap<(String, i64), f64>, usize) {
+    let mut points = std::collections::BTreeMap::new();
+    let mut samples = 0;
+    for s in vm.export(series) {
+        let device = s["metric"]["device"].as_str().unwrap_or_default().to_string();
+        let values = s["values"].as_array().cloned().unwrap_or_default();
+        let stamps = s["timestamps"].as_array().cloned().unwrap_or_default();
+        for (v, t) in values.iter().zip(&stamps) {
+            samples += 1;
+            points.insert((device.clone(), t.as_i64().unwrap_or_default()), v.as_f64().unwrap_or(f64::NAN));
+        }
+    }
+    (points, samples)
+}
+
+/// Kills a process with SIGKILL, as a crash would.
+pub fn kill_9(proc: &mut Proc) {
+    let _ = Command::new("kill").arg("-9").arg(proc.child.id().to_string()).status();
+    let _ = proc.child.wait();
 }

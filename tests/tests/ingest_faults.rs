@@ -1,0 +1,107 @@
+//! Ingest under faults, on real parts: killed with SIGKILL under load, and the TSDB stopped
+//! and restarted mid-stream. Nothing the broker handed over may be lost or stored twice.
+
+use std::process::Command;
+use std::time::Duration;
+
+use system_tests::{binary, kill_9, publish_readings, stored_points, wait_for, Mosquitto, Proc, Victoria};
+
+fn ingest_config(dir: &std::path::Path, broker: &Mosquitto, vm: &Victoria) -> std::path::PathBuf {
+    let path = dir.join("ingest.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[mqtt]\nurl = \"{}\"\nclient_id = \"ingest-faults\"\n\n[tsdb]\nurl = \"{}\"\nbucket = \"telemetry\"\ntimeout = \"2s\"\n\n\
+             [files]\ndir = \"{}\"\n\n[wal]\ndir = \"{}\"\n\n[batch]\nflush_every = \"50ms\"\nmax_readings = 500\n",
+            broker.url(),
+            vm.url(),
+            dir.join("files").display(),
+            dir.join("wal").display()
+        ),
+    )
+    .expect("ingest.toml");
+    path
+}
+
+fn start_ingest(dir: &std::path::Path, config: &std::path::Path, name: &str) -> Proc {
+    let mut cmd = Command::new(binary("ingest"));
+    cmd.arg("run").arg("--config").arg(config);
+    let p = Proc::spawn(name, cmd, dir);
+    wait_for(Duration::from_secs(20), "ingest to be subscribed", || {
+        let out = p.output();
+        (out.contains("subscribed") || out.contains("session present: true")).then_some(())
+    });
+    p
+}
+
+/// Waits until VictoriaMetrics holds every reading, then checks each is there once with its value.
+fn assert_all_stored(vm: &Victoria, readings: &[telemetry::Reading]) {
+    let expected: std::collections::BTreeMap<(String, i64), f64> = readings
+        .iter()
+        .map(|r| ((r.device.clone(), r.ts_ms), r.values["forward_total_m3"].as_f64().unwrap()))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (points, samples) = stored_points(vm, "water_meter_forward_total_m3");
+        if points.len() >= expected.len() || std::time::Instant::now() > deadline {
+            let missing: Vec<_> = expected.keys().filter(|k| !points.contains_key(*k)).take(5).collect();
+            assert!(
+                missing.is_empty(),
+                "{} of {} readings missing, e.g. {missing:?}",
+                expected.len() - points.len().min(expected.len()),
+                expected.len()
+            );
+            assert_eq!(points, expected, "stored values equal published values");
+            assert_eq!(samples, expected.len(), "one sample per device and timestamp");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn ingest_killed_under_load_loses_nothing_and_stores_each_reading_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let broker = Mosquitto::start(dir);
+    let vm = Victoria::start(dir);
+    let config = ingest_config(dir, &broker, &vm);
+    let mut ingest = start_ingest(dir, &config, "ingest-1");
+
+    let port = broker.port;
+    let load =
+        std::thread::spawn(move || publish_readings(port, "gw-load", 20, 150, Duration::from_micros(1500)));
+    // Kill ingest while readings are streaming in, twice.
+    for round in 0..2 {
+        std::thread::sleep(Duration::from_millis(1500));
+        kill_9(&mut ingest);
+        std::thread::sleep(Duration::from_millis(500));
+        ingest = start_ingest(dir, &config, &format!("ingest-{}", round + 2));
+    }
+    let readings = load.join().expect("load publisher");
+    assert_eq!(readings.len(), 3000);
+    assert_all_stored(&vm, &readings);
+}
+
+#[test]
+fn the_tsdb_stopped_and_restarted_mid_stream_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let broker = Mosquitto::start(dir);
+    let mut vm = Victoria::start(dir);
+    let config = ingest_config(dir, &broker, &vm);
+    let ingest = start_ingest(dir, &config, "ingest");
+
+    let port = broker.port;
+    let load =
+        std::thread::spawn(move || publish_readings(port, "gw-tsdb", 10, 200, Duration::from_millis(2)));
+    std::thread::sleep(Duration::from_millis(1000));
+    // A stop, not SIGKILL: VictoriaMetrics acknowledges writes before they reach its disk, so
+    // a SIGKILL loses its last seconds of data whatever the client does.
+    vm.proc.terminate();
+    // The broker keeps acknowledging into ingest's WAL while the TSDB is away.
+    let readings = load.join().expect("load publisher");
+    assert!(ingest.output().contains("TSDB unavailable"), "ingest noticed the TSDB was gone");
+    vm.restart();
+    assert_all_stored(&vm, &readings);
+}
