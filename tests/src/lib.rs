@@ -6,6 +6,9 @@
 //!   the command that installs it (never a skip).
 //! - [`binary`]: builds `gateway` and `ingest` once and returns their paths.
 //! - [`Recorder`]: subscribes and keeps every message with its arrival order.
+//! - [`checks`]: readings and alerts out of recorded messages; what VictoriaMetrics holds.
+
+pub mod checks;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -371,4 +374,19 @@ pub fn stored_points(vm: &Victoria, series: &str) -> (std::collections::BTreeMap
 pub fn kill_9(proc: &mut Proc) {
     let _ = Command::new("kill").arg("-9").arg(proc.child.id().to_string()).status();
     let _ = proc.child.wait();
+}
+
+/// Writes `config` to `{dir}/{name}.toml`, starts `ingest run` with it and waits until it has
+/// subscribed (or found its persistent session), so nothing published later is missed.
+pub fn start_ingest(dir: &Path, name: &str, config: &str) -> Proc {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, config).expect("ingest config");
+    let mut cmd = Command::new(binary("ingest"));
+    cmd.arg("run").arg("--config").arg(&path);
+    let p = Proc::spawn(name, cmd, dir);
+    wait_for(Duration::from_secs(20), "ingest to subscribe", || {
+        let out = p.output();
+        (out.contains("subscribed") || out.contains("session present: true")).then_some(())
+    });
+    p
 }

@@ -1,72 +1,12 @@
 //! The whole path on real parts: `gateway sim` → `gateway` → Mosquitto → `ingest` →
 //! VictoriaMetrics (InfluxDB v2 write API), with alerts back on the broker.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;
 
-use system_tests::{binary, wait_for, Message, Mosquitto, Proc, Recorder, Victoria};
-use telemetry::{AlertMessage, AlertStatus, Reading, Value};
-
-const KINDS: [&str; 4] = ["elevator", "boiler", "water_meter", "charging_pile"];
-
-fn readings(messages: &[Message]) -> Vec<Reading> {
-    messages
-        .iter()
-        .filter(|m| m.topic.starts_with("telemetry/"))
-        .map(|m| telemetry::decode(&m.payload).expect("the gateway publishes valid payloads"))
-        .collect()
-}
-
-fn alerts(messages: &[Message]) -> Vec<AlertMessage> {
-    messages
-        .iter()
-        .filter(|m| m.topic == "events/alerts")
-        .map(|m| serde_json::from_slice(&m.payload).expect("alert JSON"))
-        .collect()
-}
-
-/// (rule, device) pairs that fired and later resolved.
-fn fired_and_resolved(alerts: &[AlertMessage]) -> BTreeSet<(String, String)> {
-    let mut fired = BTreeSet::new();
-    let mut both = BTreeSet::new();
-    for a in alerts {
-        let key = (a.rule.clone(), a.device.clone());
-        match a.status {
-            AlertStatus::Firing => {
-                fired.insert(key);
-            }
-            AlertStatus::Resolved if fired.contains(&key) => {
-                both.insert(key);
-            }
-            _ => {}
-        }
-    }
-    both
-}
-
-/// `{series name → {(device, ts) → value}}` from a VictoriaMetrics export.
-fn stored(vm: &Victoria) -> BTreeMap<String, BTreeMap<(String, i64), f64>> {
-    let mut out: BTreeMap<String, BTreeMap<(String, i64), f64>> = BTreeMap::new();
-    for kind in KINDS {
-        for series in vm.export(&format!("{kind}_.*")) {
-            let name = series["metric"]["__name__"].as_str().unwrap_or_default().to_string();
-            let device = series["metric"]["device"].as_str().unwrap_or_default().to_string();
-            let points = out.entry(name).or_default();
-            let values = series["values"].as_array().cloned().unwrap_or_default();
-            let stamps = series["timestamps"].as_array().cloned().unwrap_or_default();
-            for (v, t) in values.iter().zip(stamps.iter()) {
-                points
-                    .insert((device.clone(), t.as_i64().unwrap_or_default()), v.as_f64().unwrap_or(f64::NAN));
-            }
-        }
-    }
-    out
-}
-
-fn as_number(v: &Value) -> f64 {
-    v.as_f64().expect("numeric point")
-}
+use system_tests::checks::{alerts, assert_readings_stored, fired_and_resolved, readings, KINDS};
+use system_tests::{binary, start_ingest, wait_for, Mosquitto, Proc, Recorder, Victoria};
+use telemetry::AlertStatus;
 
 #[test]
 fn readings_of_all_four_kinds_reach_the_tsdb_and_a_fault_fires_and_resolves() {
@@ -99,26 +39,16 @@ fn readings_of_all_four_kinds_reach_the_tsdb_and_a_fault_fires_and_resolves() {
         gateway_toml.exists().then_some(())
     });
 
-    let ingest_toml = dir.join("ingest.toml");
-    std::fs::write(
-        &ingest_toml,
-        format!(
-            "[mqtt]\nurl = \"{}\"\nclient_id = \"ingest-e2e\"\n\n[tsdb]\nurl = \"{}\"\norg = \"city\"\nbucket = \"telemetry\"\n\n\
-             [files]\ndir = \"{}\"\n\n[wal]\ndir = \"{}\"\n\n[batch]\nflush_every = \"100ms\"\n",
-            broker.url(),
-            vm.url(),
-            dir.join("ingest-data").display(),
-            dir.join("wal").display()
-        ),
-    )
-    .expect("ingest.toml");
-    let mut ingest = Command::new(binary("ingest"));
-    ingest.arg("run").arg("--config").arg(&ingest_toml);
-    let ingest = Proc::spawn("ingest", ingest, dir);
-    // Until ingest has subscribed, the broker keeps nothing for it.
-    wait_for(Duration::from_secs(20), "ingest to subscribe", || {
-        ingest.output().contains("subscribed").then_some(())
-    });
+    let config = format!(
+        "[mqtt]\nurl = \"{}\"\nclient_id = \"ingest-e2e\"\n\n[tsdb]\nurl = \"{}\"\norg = \"city\"\nbucket = \"telemetry\"\n\n\
+         [files]\ndir = \"{}\"\n\n[wal]\ndir = \"{}\"\n\n[batch]\nflush_every = \"100ms\"\n",
+        broker.url(),
+        vm.url(),
+        dir.join("ingest-data").display(),
+        dir.join("wal").display()
+    );
+    // Until ingest has subscribed, the broker keeps nothing for it: start_ingest waits.
+    let _ingest = start_ingest(dir, "ingest", &config);
     let mut gateway = Command::new(binary("gateway"));
     gateway.arg("run").arg("--config").arg(&gateway_toml);
     let _gateway = Proc::spawn("gateway", gateway, dir);
@@ -156,41 +86,7 @@ fn readings_of_all_four_kinds_reach_the_tsdb_and_a_fault_fires_and_resolves() {
             "readings of {kind} were published"
         );
     }
-    let missing = |store: &BTreeMap<String, BTreeMap<(String, i64), f64>>| -> Vec<String> {
-        let mut missing = Vec::new();
-        for r in &published {
-            for (field, value) in &r.values {
-                let series = format!("{}_{field}", r.kind);
-                match store.get(&series).and_then(|s| s.get(&(r.device.clone(), r.ts_ms))) {
-                    None => missing.push(format!("{series}{{device={}}} @{}", r.device, r.ts_ms)),
-                    Some(got) => {
-                        let want = as_number(value);
-                        assert!(
-                            (got - want).abs() <= want.abs() * 1e-12,
-                            "{series}{{device={}}} @{}: stored {got}, published {want}",
-                            r.device,
-                            r.ts_ms
-                        );
-                    }
-                }
-            }
-        }
-        missing
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let m = missing(&stored(&vm));
-        if m.is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} published points are not in VictoriaMetrics, e.g. {:?}",
-            m.len(),
-            &m[..m.len().min(5)]
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    assert_readings_stored(&vm, &published, Duration::from_secs(30));
 
     // Alert transitions are written too.
     let alert_series = vm.export("alert_firing");

@@ -1,37 +1,19 @@
 //! Ingest under faults, on real parts: killed with SIGKILL under load, and the TSDB stopped
 //! and restarted mid-stream. Nothing the broker handed over may be lost or stored twice.
 
-use std::process::Command;
 use std::time::Duration;
 
-use system_tests::{binary, kill_9, publish_readings, stored_points, wait_for, Mosquitto, Proc, Victoria};
+use system_tests::{kill_9, publish_readings, start_ingest, stored_points, Mosquitto, Victoria};
 
-fn ingest_config(dir: &std::path::Path, broker: &Mosquitto, vm: &Victoria) -> std::path::PathBuf {
-    let path = dir.join("ingest.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[mqtt]\nurl = \"{}\"\nclient_id = \"ingest-faults\"\n\n[tsdb]\nurl = \"{}\"\nbucket = \"telemetry\"\ntimeout = \"2s\"\n\n\
-             [files]\ndir = \"{}\"\n\n[wal]\ndir = \"{}\"\n\n[batch]\nflush_every = \"50ms\"\nmax_readings = 500\n",
-            broker.url(),
-            vm.url(),
-            dir.join("files").display(),
-            dir.join("wal").display()
-        ),
+fn ingest_config(dir: &std::path::Path, broker: &Mosquitto, vm: &Victoria) -> String {
+    format!(
+        "[mqtt]\nurl = \"{}\"\nclient_id = \"ingest-faults\"\n\n[tsdb]\nurl = \"{}\"\nbucket = \"telemetry\"\ntimeout = \"2s\"\n\n\
+         [files]\ndir = \"{}\"\n\n[wal]\ndir = \"{}\"\n\n[batch]\nflush_every = \"50ms\"\nmax_readings = 500\n",
+        broker.url(),
+        vm.url(),
+        dir.join("files").display(),
+        dir.join("wal").display()
     )
-    .expect("ingest.toml");
-    path
-}
-
-fn start_ingest(dir: &std::path::Path, config: &std::path::Path, name: &str) -> Proc {
-    let mut cmd = Command::new(binary("ingest"));
-    cmd.arg("run").arg("--config").arg(config);
-    let p = Proc::spawn(name, cmd, dir);
-    wait_for(Duration::from_secs(20), "ingest to be subscribed", || {
-        let out = p.output();
-        (out.contains("subscribed") || out.contains("session present: true")).then_some(())
-    });
-    p
 }
 
 /// Waits until VictoriaMetrics holds every reading, then checks each is there once with its value.
@@ -66,7 +48,7 @@ fn ingest_killed_under_load_loses_nothing_and_stores_each_reading_once() {
     let broker = Mosquitto::start(dir);
     let vm = Victoria::start(dir);
     let config = ingest_config(dir, &broker, &vm);
-    let mut ingest = start_ingest(dir, &config, "ingest-1");
+    let mut ingest = start_ingest(dir, "ingest-1", &config);
 
     let port = broker.port;
     let load =
@@ -76,7 +58,7 @@ fn ingest_killed_under_load_loses_nothing_and_stores_each_reading_once() {
         std::thread::sleep(Duration::from_millis(1500));
         kill_9(&mut ingest);
         std::thread::sleep(Duration::from_millis(500));
-        ingest = start_ingest(dir, &config, &format!("ingest-{}", round + 2));
+        ingest = start_ingest(dir, &format!("ingest-{}", round + 2), &config);
     }
     let readings = load.join().expect("load publisher");
     assert_eq!(readings.len(), 3000);
@@ -90,7 +72,7 @@ fn the_tsdb_stopped_and_restarted_mid_stream_loses_nothing() {
     let broker = Mosquitto::start(dir);
     let mut vm = Victoria::start(dir);
     let config = ingest_config(dir, &broker, &vm);
-    let ingest = start_ingest(dir, &config, "ingest");
+    let ingest = start_ingest(dir, "ingest", &config);
 
     let port = broker.port;
     let load =
