@@ -163,6 +163,15 @@ mod tests {
         assert_eq!(p.stats.duplicates, 1);
     }
 
+    proptest::proptest! {
+        /// Nothing on the wire makes the pipeline panic: any topic, any payload, valid or not.
+        #[test]
+        fn any_message_is_handled(topic in "(telemetry|status|x)(/[a-z0-9+# -]{0,6}){0,4}", payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let mut p = pipeline();
+            let _ = p.handle(&topic, &payload, 0);
+        }
+    }
+
     #[test]
     fn bad_input_goes_to_the_gateways_dead_letter_topic_with_the_reason() {
         let mut p = pipeline();
