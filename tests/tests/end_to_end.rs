@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use system_tests::checks::{alerts, assert_readings_stored, fired_and_resolved, readings, KINDS};
-use system_tests::{binary, start_ingest, wait_for, Mosquitto, Proc, Recorder, Victoria};
+use system_tests::{binary, free_port, start_ingest, wait_for, Mosquitto, Proc, Recorder, Victoria};
 use telemetry::AlertStatus;
 
 #[test]
@@ -39,9 +39,11 @@ fn readings_of_all_four_kinds_reach_the_tsdb_and_a_fault_fires_and_resolves() {
         gateway_toml.exists().then_some(())
     });
 
+    let http_port = free_port();
     let config = format!(
         "[mqtt]\nurl = \"{}\"\nclient_id = \"ingest-e2e\"\n\n[tsdb]\nurl = \"{}\"\norg = \"city\"\nbucket = \"telemetry\"\n\n\
-         [files]\ndir = \"{}\"\n\n[wal]\ndir = \"{}\"\n\n[batch]\nflush_every = \"100ms\"\n",
+         [files]\ndir = \"{}\"\n\n[wal]\ndir = \"{}\"\n\n[batch]\nflush_every = \"100ms\"\n\n\
+         [http]\nlisten = \"127.0.0.1:{http_port}\"\n",
         broker.url(),
         vm.url(),
         dir.join("ingest-data").display(),
@@ -87,6 +89,22 @@ fn readings_of_all_four_kinds_reach_the_tsdb_and_a_fault_fires_and_resolves() {
         );
     }
     assert_readings_stored(&vm, &published, Duration::from_secs(30));
+
+    // Health and metrics.
+    let get = |path: &str| ureq::get(&format!("http://127.0.0.1:{http_port}{path}")).call();
+    assert_eq!(get("/healthz").expect("healthz").status(), 200);
+    assert_eq!(get("/readyz").expect("readyz").status(), 200, "subscribed, so ready");
+    let metrics = get("/metrics").expect("metrics").into_string().expect("text");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} in /metrics:\n{metrics}"))
+    };
+    assert!(value("ingest_readings_written_total ") >= published.len() as f64);
+    assert!(value("ingest_rule_evaluations_total ") > 0.0);
+    assert!(value("ingest_alert_transitions_total{state=\"firing\"} ") >= 1.0);
+    assert_eq!(value("ingest_mqtt_subscribed "), 1.0);
 
     // Alert transitions are written too.
     let alert_series = vm.export("alert_firing");
