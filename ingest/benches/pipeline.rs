@@ -19,9 +19,11 @@ fn messages(sim: &Simulator, round: u64) -> Vec<(String, Vec<u8>)> {
     let ts = START + round as i64 * 1000;
     sim.devices()
         .map(|d| {
-            let mut r = Reading::new("gw-bench", &format!("{}-{}", d.id, d.index), &d.profile.kind, 1, round, ts);
+            let mut r =
+                Reading::new("gw-bench", &format!("{}-{}", d.id, d.index), &d.profile.kind, 1, round, ts);
             for (name, v) in d.model.sample(d.index, ts, d.faults.active(ts)) {
-                let point = d.profile.points.iter().find(|p| p.name == name).expect("model names profile points");
+                let point =
+                    d.profile.points.iter().find(|p| p.name == name).expect("model names profile points");
                 let value = if point.table.is_bits() {
                     Value::Bool(v != 0.0)
                 } else if point.data_type.is_integer() && point.scale == 1.0 {
@@ -64,7 +66,12 @@ fn bench(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("decode_rules_line_protocol", |b| {
         b.iter_batched(
-            || Pipeline::new(Topics::default(), rules::Engine::new(rules::default_pack().expect("default pack"))),
+            || {
+                Pipeline::new(
+                    Topics::default(),
+                    rules::Engine::new(rules::default_pack().expect("default pack")),
+                )
+            },
             |mut pipeline| {
                 let mut bytes = 0;
                 for (topic, payload) in &input {

@@ -61,6 +61,26 @@ impl Pipeline {
         &self.engine
     }
 
+    /// Advances the no-data rules to `now_ms`: alerts for devices and gateways gone silent,
+    /// with their line protocol.
+    pub fn tick(&mut self, now_ms: i64) -> (Vec<AlertMessage>, String) {
+        let alerts = self.engine.tick(now_ms);
+        let mut lines = String::new();
+        for a in &alerts {
+            line_protocol::push_alert(&mut lines, a);
+            self.count(a);
+        }
+        (alerts, lines)
+    }
+
+    fn count(&mut self, alert: &AlertMessage) {
+        match alert.status {
+            telemetry::AlertStatus::Firing => self.stats.alerts_firing += 1,
+            telemetry::AlertStatus::Resolved => self.stats.alerts_resolved += 1,
+            _ => {}
+        }
+    }
+
     /// Handles one message received at `now_ms` (used only to stamp dead letters).
     pub fn handle(&mut self, topic: &str, payload: &[u8], now_ms: i64) -> Outcome {
         self.stats.received += 1;
@@ -112,11 +132,7 @@ impl Pipeline {
         let alerts = self.engine.process(&reading);
         for a in &alerts {
             line_protocol::push_alert(&mut lines, a);
-            match a.status {
-                telemetry::AlertStatus::Firing => self.stats.alerts_firing += 1,
-                telemetry::AlertStatus::Resolved => self.stats.alerts_resolved += 1,
-                _ => {}
-            }
+            self.count(a);
         }
         *self.stats.readings_by_kind.entry(reading.kind.clone()).or_default() += 1;
         Ok(Outcome::Reading { kind: reading.kind, gateway: reading.gateway, lines, alerts })
@@ -170,6 +186,22 @@ mod tests {
             let mut p = pipeline();
             let _ = p.handle(&topic, &payload, 0);
         }
+    }
+
+    #[test]
+    fn a_silent_gateway_raises_one_no_data_alert_on_tick_and_data_resolves_it() {
+        let mut p = pipeline();
+        let topic = Topics::default().telemetry(16, "gw-1", "boiler-0001");
+        p.handle(&topic, &boiler(1_000, false), 0);
+        let silent = 1_000 + 10 * 60_000;
+        let (alerts, lines) = p.tick(silent);
+        assert_eq!(alerts.len(), 1, "the gateway's alert holds back its devices': {alerts:?}");
+        assert_eq!((alerts[0].rule.as_str(), alerts[0].device.as_str()), ("gateway.no_data", "gw-1"));
+        assert_eq!(alerts[0].status, telemetry::AlertStatus::Firing);
+        assert!(lines.starts_with("alert,rule=gateway.no_data,device=gw-1"), "{lines}");
+        p.handle(&topic, &boiler(silent + 1, false), 0);
+        p.tick(silent + 1_000);
+        assert_eq!(p.stats.alerts_resolved, 1, "data back resolves it");
     }
 
     #[test]

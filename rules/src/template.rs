@@ -1,5 +1,6 @@
 //! Message templates: `"{device.id} trapped at floor {floor}"`. A placeholder names a point of
-//! the reading or a `device.` attribute; `{{` and `}}` are literal braces.
+//! the reading, a `device.` attribute, or a value the rule type adds (`{code}`, `{code_name}`,
+//! `{after}`); `{{` and `}}` are literal braces.
 
 use std::collections::BTreeMap;
 
@@ -65,6 +66,17 @@ impl Template {
     /// Renders with the reading's values and the device's attributes; a name with no value
     /// renders as `?`.
     pub fn render(&self, reading: &Reading, attributes: Option<&BTreeMap<String, Value>>) -> String {
+        self.render_with(reading, attributes, &[])
+    }
+
+    /// Renders like [`Template::render`], with `extra` named values that come before the
+    /// reading's points (`code`, `code_name` of a fault-code rule).
+    pub fn render_with(
+        &self,
+        reading: &Reading,
+        attributes: Option<&BTreeMap<String, Value>>,
+        extra: &[(&str, &str)],
+    ) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -75,7 +87,10 @@ impl Template {
                         Some("kind") => Some(reading.kind.clone()),
                         Some("gateway") => Some(reading.gateway.clone()),
                         Some(attr) => attributes.and_then(|a| a.get(attr)).map(Value::to_string),
-                        None => reading.values.get(name).map(Value::to_string),
+                        None => match extra.iter().find(|(n, _)| n == name) {
+                            Some((_, v)) => Some(v.to_string()),
+                            None => reading.values.get(name).map(Value::to_string),
+                        },
                     };
                     out.push_str(value.as_deref().unwrap_or("?"));
                 }
@@ -96,6 +111,8 @@ mod tests {
         let r = Reading::new("gw", "b1", "boiler", 1, 1, 1).with_value("pressure_mpa", 1.3);
         let attrs = BTreeMap::from([("rated".to_string(), Value::Float(1.25))]);
         assert_eq!(t.render(&r, Some(&attrs)), "b1 超压 1.3 MPa > 1.25 {ok} ?");
+        let t = Template::parse("{code_name} ({code}) {pressure_mpa}").unwrap();
+        assert_eq!(t.render_with(&r, None, &[("code", "5"), ("code_name", "trapped")]), "trapped (5) 1.3");
     }
 
     #[test]

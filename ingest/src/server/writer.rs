@@ -17,6 +17,9 @@ use crate::config::IngestConfig;
 use crate::pipeline::{Outcome, Pipeline};
 use crate::sink::{LineFiles, Sink, SinkError};
 
+/// How often the no-data rules are advanced.
+const TICK_EVERY: Duration = Duration::from_secs(1);
+
 pub struct Writer {
     pub cfg: IngestConfig,
     pub wal: Arc<Mutex<Spool>>,
@@ -45,8 +48,13 @@ impl Writer {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut last_flush = Instant::now();
+        let mut last_tick = Instant::now();
         loop {
             let stopping = *shutdown.borrow();
+            if last_tick.elapsed() >= TICK_EVERY && !stopping {
+                last_tick = Instant::now();
+                self.tick(&mut pipeline, &mut shutdown).await;
+            }
             loop {
                 let max = self.cfg.batch.max_readings;
                 let records = tokio::task::block_in_place(|| match self.wal.lock() {
@@ -113,6 +121,20 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Runs the no-data rules on the wall clock; their alerts are written and published like
+    /// any other.
+    async fn tick(&mut self, pipeline: &mut Pipeline, shutdown: &mut watch::Receiver<bool>) {
+        let (alerts, lines) = pipeline.tick(super::now_ms());
+        if alerts.is_empty() {
+            return;
+        }
+        let mut batch = Batch { chunks: vec![(String::new(), lines)], alerts, ..Batch::default() };
+        if self.write(&mut batch, shutdown).await {
+            self.publish(&mut batch).await;
+        }
+        self.update_metrics(pipeline, 0);
     }
 
     /// Writes every chunk until durable. A batch the server refuses is halved until the refused

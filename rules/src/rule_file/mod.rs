@@ -11,18 +11,33 @@
 //! severity = "critical"             # critical | major | warning | info
 //! summary = "{device.id} over pressure: {pressure_mpa} MPa"
 //! source = "TSG 11-2020"            # the regulation or document the rule encodes
+//!
+//! [[rule]]
+//! id = "elevator.passenger_trapped"
+//! kinds = ["elevator"]
+//! type = "fault_code"               # threshold (default) | fault_code | bits | no_data | gateway_no_data
+//! point = "fault_code"
+//! codes = { 5 = "passenger_trapped", 8 = "trapped_outside_door_zone" }
+//! per_code = false                  # true: one alert per code, rule id `{id}.{code name}`
+//! severity = "critical"
+//! summary = "{device.id} {code_name} ({code})"
 //! ```
+//!
+//! `bits` rules take `point` and `bits = { 0 = "over_pressure" }`; `no_data` and
+//! `gateway_no_data` rules take `after = "2m"`. [`parse`] checks one file's text.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-use serde::Deserialize;
-use toml::Spanned;
 
 use crate::expr::Condition;
 use crate::template::Template;
+use crate::window::Aggregate;
+
+mod parse;
+
+pub(crate) use parse::{content_start, line_col};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -68,13 +83,50 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// The named values of one point: fault codes, or bit numbers of an alarm word.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Codes {
+    pub point: String,
+    /// Code (or bit number) to name.
+    pub names: BTreeMap<i64, String>,
+    /// One alert per code, as rule `{id}.{name}`; otherwise one alert while any code is active.
+    pub per_code: bool,
+}
+
+/// What a rule watches.
+#[derive(Debug)]
+pub enum RuleType {
+    /// A CEL condition over each reading, with optional hysteresis.
+    Threshold { when: Condition, clear: Option<Condition> },
+    /// The listed values of a fault-code point.
+    FaultCode(Codes),
+    /// The listed bits of an integer alarm word.
+    Bits(Codes),
+    /// A device of the rule's kinds that has been seen and sends nothing for `after`.
+    NoData { after: Duration },
+    /// A gateway whose devices of the rule's kinds all send nothing for `after`; it inhibits
+    /// the `no_data` alerts of those devices.
+    GatewayNoData { after: Duration },
+}
+
+impl RuleType {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RuleType::Threshold { .. } => "threshold",
+            RuleType::FaultCode(_) => "fault_code",
+            RuleType::Bits(_) => "bits",
+            RuleType::NoData { .. } => "no_data",
+            RuleType::GatewayNoData { .. } => "gateway_no_data",
+        }
+    }
+}
+
 /// A validated rule.
 #[derive(Debug)]
 pub struct Rule {
     pub id: String,
     pub kinds: Vec<String>,
-    pub when: Condition,
-    pub clear: Option<Condition>,
+    pub rule_type: RuleType,
     pub hold_for: Duration,
     pub severity: Severity,
     pub summary: Template,
@@ -88,31 +140,45 @@ impl Rule {
     pub fn applies_to(&self, kind: &str) -> bool {
         self.kinds.iter().any(|k| k == kind || k == "*")
     }
+
+    /// The rule ids its alerts carry: its own, or `{id}.{name}` per code of a `per_code` rule.
+    pub fn alert_ids(&self) -> Vec<String> {
+        match &self.rule_type {
+            RuleType::FaultCode(c) | RuleType::Bits(c) if c.per_code => {
+                c.names.values().map(|name| format!("{}.{name}", self.id)).collect()
+            }
+            _ => vec![self.id.clone()],
+        }
+    }
+
+    /// The window aggregates its conditions read.
+    pub fn aggregates(&self) -> impl Iterator<Item = &Aggregate> {
+        let conditions: [Option<&Condition>; 2] = match &self.rule_type {
+            RuleType::Threshold { when, clear } => [Some(when), clear.as_ref()],
+            _ => [None, None],
+        };
+        conditions.into_iter().flatten().flat_map(|c| c.aggregates())
+    }
+
+    /// Whether its conditions read `device`.
+    pub fn reads_device(&self) -> bool {
+        match &self.rule_type {
+            RuleType::Threshold { when, clear } => {
+                std::iter::once(when).chain(clear).any(|c| c.variables().iter().any(|v| v == "device"))
+            }
+            _ => false,
+        }
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    #[serde(default, rename = "rule")]
-    rules: Vec<Spanned<RawRule>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRule {
-    id: Spanned<String>,
-    kinds: Spanned<Vec<String>>,
-    when: Spanned<String>,
-    #[serde(default)]
-    clear: Option<Spanned<String>>,
-    #[serde(default, rename = "for")]
-    hold_for: Option<Spanned<String>>,
-    severity: Spanned<String>,
-    summary: Spanned<String>,
-    #[serde(default)]
-    source: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
+/// Why two rules cannot live together: an alert id of one is an alert id of the other.
+fn id_clash(first: &Rule, second: &Rule) -> Option<String> {
+    let theirs = first.alert_ids();
+    let clash = second.alert_ids().into_iter().find(|id| theirs.contains(id))?;
+    Some(format!(
+        "alert id `{clash}` of rule `{}` is already used by rule `{}` at {}:{}",
+        second.id, first.id, first.file, first.line
+    ))
 }
 
 /// All rules loaded together.
@@ -121,130 +187,31 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
 }
 
-/// 1-based line and column of byte `offset` in `text`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
-/// Byte offset in `text` where the content of the string value at `span` starts.
-fn content_start(text: &str, span: std::ops::Range<usize>) -> usize {
-    let raw = &text[span.clone()];
-    let quote = if raw.starts_with("\"\"\"") || raw.starts_with("'''") { 3 } else { 1 };
-    span.start + quote
-}
-
-/// Byte offset of 1-based (line, column) inside `s`.
-fn offset_in(s: &str, line: usize, column: usize) -> usize {
-    let mut offset = 0;
-    for (i, l) in s.split('\n').enumerate() {
-        if i + 1 == line {
-            return offset + l.char_indices().nth(column.saturating_sub(1)).map_or(l.len(), |(b, _)| b);
+/// Files named directly, and the `*.toml` files of folders named (not their subfolders), each
+/// folder's in name order.
+pub fn expand(paths: &[impl AsRef<Path>]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        let p = p.as_ref();
+        match std::fs::read_dir(p) {
+            Ok(entries) => {
+                let mut files: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+                    .collect();
+                files.sort();
+                out.extend(files);
+            }
+            Err(_) => out.push(p.to_path_buf()),
         }
-        offset += l.len() + 1;
     }
-    s.len()
+    out
 }
 
 impl RuleSet {
     /// Parses one file's text; `file` names it in diagnostics.
     pub fn parse(file: &str, text: &str) -> Result<RuleSet, Vec<Diagnostic>> {
-        let at = |offset: usize, message: String| {
-            let (line, column) = line_col(text, offset);
-            Diagnostic { file: file.to_string(), line, column, message }
-        };
-        let raw: RawFile = toml::from_str(text)
-            .map_err(|e| vec![at(e.span().map_or(0, |s| s.start), e.message().trim_end().to_string())])?;
-        let mut diagnostics = Vec::new();
-        let mut rules = Vec::new();
-        let mut ids = BTreeSet::new();
-        for spanned in raw.rules {
-            let rule_start = spanned.span().start;
-            let r = spanned.into_inner();
-            let before = diagnostics.len();
-            let id = r.id.get_ref().clone();
-            let id_valid = !id.is_empty()
-                && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-            if !id_valid {
-                diagnostics.push(at(
-                    r.id.span().start,
-                    format!("rule id `{id}` must be letters, digits, `.`, `_`, `-`"),
-                ));
-            } else if !ids.insert(id.clone()) {
-                diagnostics.push(at(r.id.span().start, format!("rule id `{id}` is used twice")));
-            }
-            if r.kinds.get_ref().is_empty() {
-                diagnostics
-                    .push(at(r.kinds.span().start, "kinds must name at least one equipment kind".into()));
-            }
-            for k in r.kinds.get_ref() {
-                if k != "*" && !telemetry::codec::is_kind(k) {
-                    diagnostics.push(at(r.kinds.span().start, format!("kind `{k}` is not a kind name")));
-                }
-            }
-            let mut condition = |s: &Spanned<String>, key: &str| match Condition::parse(s.get_ref()) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    let offset = content_start(text, s.span()) + offset_in(s.get_ref(), e.line, e.column);
-                    diagnostics.push(at(offset, format!("{key}: {}", e.message)));
-                    None
-                }
-            };
-            let when = condition(&r.when, "when");
-            let clear = r.clear.as_ref().map(|c| condition(c, "clear"));
-            let hold_for = match &r.hold_for {
-                None => Some(Duration::ZERO),
-                Some(s) => match humantime::parse_duration(s.get_ref()) {
-                    Ok(d) => Some(d),
-                    Err(e) => {
-                        diagnostics.push(at(s.span().start, format!("for: `{}`: {e}", s.get_ref())));
-                        None
-                    }
-                },
-            };
-            let severity = Severity::parse(r.severity.get_ref());
-            if severity.is_none() {
-                diagnostics.push(at(
-                    r.severity.span().start,
-                    format!("severity `{}` must be critical, major, warning or info", r.severity.get_ref()),
-                ));
-            }
-            let summary = match Template::parse(r.summary.get_ref()) {
-                Ok(t) => Some(t),
-                Err((offset, why)) => {
-                    diagnostics
-                        .push(at(content_start(text, r.summary.span()) + offset, format!("summary: {why}")));
-                    None
-                }
-            };
-            let _ = r.description;
-            if diagnostics.len() > before {
-                continue;
-            }
-            if let (Some(when), Some(clear), Some(hold_for), Some(severity), Some(summary)) =
-                (when, clear.map_or(Some(None), |c| c.map(Some)), hold_for, severity, summary)
-            {
-                rules.push(Rule {
-                    id,
-                    kinds: r.kinds.into_inner(),
-                    when,
-                    clear,
-                    hold_for,
-                    severity,
-                    summary,
-                    source: r.source,
-                    file: file.to_string(),
-                    line: line_col(text, rule_start).0,
-                });
-            }
-        }
-        if diagnostics.is_empty() {
-            Ok(RuleSet { rules })
-        } else {
-            Err(diagnostics)
-        }
+        parse::parse(file, text).map(|rules| RuleSet { rules })
     }
 
     /// Loads and merges rule files; rule ids must be unique across all of them.
@@ -287,18 +254,21 @@ impl RuleSet {
             match RuleSet::parse(file, text) {
                 Ok(set) => {
                     for rule in set.rules {
-                        if let Some(first) = all.rules.iter().find(|r| r.id == rule.id) {
-                            diagnostics.push(Diagnostic {
+                        let message = match all.rules.iter().find(|r| r.id == rule.id) {
+                            Some(first) => Some(format!(
+                                "rule id `{}` is already defined at {}:{}",
+                                rule.id, first.file, first.line
+                            )),
+                            None => all.rules.iter().find_map(|first| id_clash(first, &rule)),
+                        };
+                        match message {
+                            Some(message) => diagnostics.push(Diagnostic {
                                 file: rule.file.clone(),
                                 line: rule.line,
                                 column: 1,
-                                message: format!(
-                                    "rule id `{}` is already defined at {}:{}",
-                                    rule.id, first.file, first.line
-                                ),
-                            });
-                        } else {
-                            all.rules.push(rule);
+                                message,
+                            }),
+                            None => all.rules.push(rule),
                         }
                     }
                 }

@@ -28,7 +28,7 @@ fn parses_a_good_file() {
         (r.id.as_str(), r.hold_for, r.severity, r.line),
         ("boiler.over_pressure", Duration::from_secs(5), Severity::Critical, 2)
     );
-    assert!(r.clear.is_some());
+    assert!(matches!(&r.rule_type, RuleType::Threshold { clear: Some(_), .. }));
     assert_eq!(set.rules[1].hold_for, Duration::ZERO);
     assert!(set.rules[1].applies_to("elevator") && !set.rules[1].applies_to("boiler"));
 }
@@ -82,4 +82,115 @@ fn ids_must_be_unique_across_files() {
         err[0].to_string(),
         "b.toml:2:1: rule id `boiler.over_pressure` is already defined at a.toml:2"
     );
+}
+
+const KINDS: &str = r#"
+[[rule]]
+id = "elevator.passenger_trapped"
+kinds = ["elevator"]
+type = "fault_code"
+point = "fault_code"
+codes = { 5 = "passenger_trapped", 8 = "trapped_outside_door_zone" }
+for = "2s"
+severity = "critical"
+summary = "{device.id} {code_name} ({code})"
+
+[[rule]]
+id = "boiler.alarm"
+kinds = ["boiler"]
+type = "bits"
+point = "alarm_bits"
+bits = { 0 = "over_pressure", 5 = "burner_fault" }
+per_code = true
+severity = "major"
+summary = "{device.id} {code_name}"
+
+[[rule]]
+id = "elevator.no_data"
+kinds = ["elevator"]
+type = "no_data"
+after = "2m"
+severity = "major"
+summary = "{device.id} silent for {after}"
+
+[[rule]]
+id = "gateway.no_data"
+kinds = ["*"]
+type = "gateway_no_data"
+after = "2m"
+severity = "major"
+summary = "{device.gateway} silent"
+"#;
+
+#[test]
+fn parses_every_rule_type() {
+    let set = RuleSet::parse("kinds.toml", KINDS).unwrap_or_else(|d| panic!("{d:?}"));
+    let types: Vec<&str> = set.rules.iter().map(|r| r.rule_type.name()).collect();
+    assert_eq!(types, ["fault_code", "bits", "no_data", "gateway_no_data"]);
+    let RuleType::FaultCode(codes) = &set.rules[0].rule_type else { panic!() };
+    assert_eq!(codes.point, "fault_code");
+    assert_eq!(codes.names.get(&8).map(String::as_str), Some("trapped_outside_door_zone"));
+    assert!(!codes.per_code);
+    assert_eq!(set.rules[0].alert_ids(), ["elevator.passenger_trapped"]);
+    assert_eq!(set.rules[1].alert_ids(), ["boiler.alarm.over_pressure", "boiler.alarm.burner_fault"]);
+    assert!(
+        matches!(set.rules[2].rule_type, RuleType::NoData { after } if after == Duration::from_secs(120))
+    );
+}
+
+#[test]
+fn keys_must_fit_the_rule_type() {
+    let text = KINDS
+        .replace("type = \"no_data\"\n", "type = \"no_data\"\nwhen = \"x > 1\"\n")
+        .replace("bits = { 0 = \"over_pressure\"", "bits = { 64 = \"over_pressure\"")
+        .replace("codes = { 5 = \"passenger_trapped\"", "codes = { five = \"passenger_trapped\"")
+        .replace("type = \"gateway_no_data\"", "type = \"gateway_silence\"");
+    let errs = errors(&text);
+    assert!(
+        errs.iter().any(|e| e.starts_with("f.toml:7:9: codes: `five` is not an integer code")),
+        "{errs:?}"
+    );
+    assert!(errs.iter().any(|e| e.starts_with("f.toml:17:8: bits: `64` is not a bit number")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("f.toml:26:8: `when` belongs to threshold rules, not to no_data rules")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.starts_with("f.toml:34:8: type `gateway_silence` must be one of")),
+        "{errs:?}"
+    );
+    let errs = errors(
+        "[[rule]]\nid = \"x\"\nkinds = [\"boiler\"]\ntype = \"bits\"\nseverity = \"info\"\nsummary = \"x\"\n",
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].starts_with("f.toml:1:1: a bits rule needs `point`"), "{errs:?}");
+    let errs = errors("[[rule]]\nid = \"x\"\nkinds = [\"boiler\"]\nseverity = \"info\"\nsummary = \"x\"\n");
+    assert_eq!(errs, ["f.toml:1:1: a threshold rule needs `when`"]);
+}
+
+#[test]
+fn window_calls_are_checked_where_they_are_written() {
+    let text = GOOD.replace("pressure_mpa > 1.25", "avg(pressure_mpa, '5 parsecs') > 1.25");
+    let errs = errors(&text);
+    assert!(errs[0].starts_with("f.toml:5:9: when: `avg`: window `5 parsecs`"), "{errs:?}");
+}
+
+#[test]
+fn per_code_alert_ids_must_not_clash_with_rule_ids() {
+    let other = r#"
+[[rule]]
+id = "boiler.alarm.burner_fault"
+kinds = ["boiler"]
+when = "burner_fault"
+severity = "major"
+summary = "x"
+"#;
+    let err = RuleSet::merge(&[("a.toml", KINDS), ("b.toml", other)]).unwrap_err();
+    assert_eq!(
+        err[0].to_string(),
+        "b.toml:2:1: alert id `boiler.alarm.burner_fault` of rule `boiler.alarm.burner_fault` is already used by rule `boiler.alarm` at a.toml:12"
+    );
+    let errs = errors(&format!("{KINDS}{other}"));
+    assert!(errs[0].starts_with("f.toml:39:6: alert id `boiler.alarm.burner_fault`"), "{errs:?}");
 }

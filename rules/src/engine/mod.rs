@@ -1,0 +1,368 @@
+//! All rules over all devices. [`Engine::process`] takes one reading and returns the alert
+//! transitions it causes, stamped with the reading's time; [`Engine::tick`] tells the engine the
+//! host's time, for the no-data rules, since the engine has no clock of its own.
+//!
+//! State per device: its alerts, keyed by rule and code (the code or bit of a `per_code` rule,
+//! none otherwise), and one window series per point its kind's rules aggregate. Per gateway:
+//! the alerts of `gateway_no_data` rules. Every alert moves only through [`alert::step`].
+//!
+//! [`alert::step`]: crate::alert::step
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+
+use telemetry::{AlertMessage, AlertStatus, Reading, Value};
+
+use crate::alert::{step, Alert, AlertState, Transition, Ts};
+use crate::expr::{Bindings, Evaluator};
+use crate::rule_file::{Codes, Rule, RuleSet, RuleType};
+use crate::window::Series;
+use plan::KindPlan;
+
+mod no_data;
+mod plan;
+#[cfg(test)]
+mod tests;
+
+/// Counters for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub readings: u64,
+    pub evaluations: u64,
+    /// Conditions that gave no answer (a point missing from the reading, a type mismatch).
+    pub eval_errors: u64,
+}
+
+/// One alert, and the codes and names it shows in its summary (fault-code and bits rules).
+#[derive(Clone, Debug, Default)]
+struct Slot {
+    alert: Alert,
+    detail: Option<(String, String)>,
+}
+
+/// A device's alerts: by rule index and, for `per_code` rules, code.
+type AlertKey = (usize, Option<i64>);
+
+#[derive(Debug)]
+struct DeviceState {
+    kind: String,
+    gateway: String,
+    /// Time of the newest reading; older and repeated readings are ignored.
+    last_seen: Ts,
+    /// Time of the newest reading with at least one value: what no_data rules watch. A device
+    /// whose every point fails to read sends no data.
+    last_data: Ts,
+    /// One series per point of its kind's plan.
+    windows: Vec<Series>,
+    alerts: HashMap<AlertKey, Slot>,
+}
+
+#[derive(Debug, Default)]
+struct GatewayState {
+    /// By rule index.
+    alerts: HashMap<usize, Slot>,
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    rules: RuleSet,
+    evaluator: Evaluator,
+    /// By equipment kind, made at the kind's first reading.
+    plans: HashMap<String, KindPlan>,
+    devices: HashMap<String, DeviceState>,
+    gateways: HashMap<String, GatewayState>,
+    attributes: HashMap<String, BTreeMap<String, Value>>,
+    /// The newest time `tick` was given.
+    now: Option<Ts>,
+    stats: EngineStats,
+}
+
+/// Steps the alert under `key`, creating it only when its condition holds and forgetting it once
+/// it is inactive again. Returns the transition with the alert's detail.
+fn step_slot<K: Hash + Eq + Copy>(
+    alerts: &mut HashMap<K, Slot>,
+    key: K,
+    matched: bool,
+    cleared: bool,
+    rule: &Rule,
+    ts: Ts,
+    detail: Option<(String, String)>,
+) -> Option<(Transition, Option<(String, String)>)> {
+    if !matched && !alerts.contains_key(&key) {
+        return None;
+    }
+    let slot = alerts.entry(key).or_default();
+    if matched && detail.is_some() {
+        slot.detail = detail;
+    }
+    let transition = step(&mut slot.alert, matched, cleared, rule.hold_for.as_millis() as i64, ts);
+    let out = transition.map(|t| (t, slot.detail.clone()));
+    if slot.alert.state == AlertState::Inactive {
+        // `process` drops readings older than the device's newest, so an inactive alert needs
+        // no memory of its last step.
+        alerts.remove(&key);
+    }
+    out
+}
+
+/// The value of a fault-code or alarm-word point as an integer.
+fn integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::Int(i) => Some(*i),
+        Value::Float(f) if f.is_finite() && f.fract() == 0.0 => Some(*f as i64),
+        Value::Bool(b) => Some(i64::from(*b)),
+        _ => None,
+    }
+}
+
+/// The listed codes active in `value`: the value itself, or each set bit of an alarm word.
+fn active(codes: &Codes, bits: bool, value: i64) -> Vec<(i64, &str)> {
+    codes
+        .names
+        .iter()
+        .filter(|(&c, _)| if bits { (value >> c) & 1 == 1 } else { value == c })
+        .map(|(&c, n)| (c, n.as_str()))
+        .collect()
+}
+
+/// How long a no-data rule waits, as text for its summary (`{after}`) and in milliseconds.
+fn after(rule: &Rule) -> (String, i64) {
+    match rule.rule_type {
+        RuleType::NoData { after } | RuleType::GatewayNoData { after } => {
+            (humantime::format_duration(after).to_string(), after.as_millis().min(i64::MAX as u128) as i64)
+        }
+        _ => (String::new(), i64::MAX),
+    }
+}
+
+/// An alert message for `rule` under `alert_rule` (its id, or `{id}.{code name}`); the summary
+/// renders with `reading`, which names the device, gateway and kind.
+fn message(
+    rule: &Rule,
+    alert_rule: String,
+    reading: &Reading,
+    attributes: Option<&BTreeMap<String, Value>>,
+    extra: &[(&str, &str)],
+    t: Transition,
+    ts: Ts,
+) -> AlertMessage {
+    let (status, active_at, fired_at, resolved_at) = match t {
+        Transition::Fired { active_at, fired_at } => (AlertStatus::Firing, active_at, fired_at, None),
+        Transition::Resolved { active_at, fired_at, resolved_at } => {
+            (AlertStatus::Resolved, active_at, fired_at, Some(resolved_at))
+        }
+    };
+    AlertMessage {
+        rule: alert_rule,
+        device: reading.device.clone(),
+        gateway: reading.gateway.clone(),
+        kind: reading.kind.clone(),
+        status,
+        severity: rule.severity.as_str().to_string(),
+        summary: rule.summary.render_with(reading, attributes, extra),
+        active_at,
+        fired_at: Some(fired_at),
+        resolved_at,
+        ts,
+        source: rule.source.clone(),
+    }
+}
+
+impl Engine {
+    pub fn new(rules: RuleSet) -> Self {
+        Engine {
+            rules,
+            evaluator: Evaluator::new(),
+            plans: HashMap::new(),
+            devices: HashMap::new(),
+            gateways: HashMap::new(),
+            attributes: HashMap::new(),
+            now: None,
+            stats: EngineStats::default(),
+        }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules.rules
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// Sets a device's registry attributes (`device.rated_pressure_mpa` in conditions).
+    pub fn set_attributes(&mut self, device: &str, attributes: BTreeMap<String, Value>) {
+        self.attributes.insert(device.to_string(), attributes);
+    }
+
+    /// The current state of one alert: `rule` as alert messages carry it (`{id}.{code name}`
+    /// for `per_code` rules), `device` the device, or the gateway of a gateway rule.
+    pub fn state(&self, rule: &str, device: &str) -> AlertState {
+        let found = self.rules.rules.iter().enumerate().find_map(|(i, r)| {
+            if r.id == rule {
+                return Some((i, None));
+            }
+            match &r.rule_type {
+                RuleType::FaultCode(c) | RuleType::Bits(c) if c.per_code => {
+                    let name = rule.strip_prefix(r.id.as_str())?.strip_prefix('.')?;
+                    c.names.iter().find(|(_, n)| *n == name).map(|(&code, _)| (i, Some(code)))
+                }
+                _ => None,
+            }
+        });
+        let slot = match found {
+            Some((i, _)) if matches!(self.rules.rules[i].rule_type, RuleType::GatewayNoData { .. }) => {
+                self.gateways.get(device).and_then(|g| g.alerts.get(&i))
+            }
+            Some(key) => self.devices.get(device).and_then(|d| d.alerts.get(&key)),
+            None => None,
+        };
+        slot.map_or(AlertState::Inactive, |s| s.alert.state)
+    }
+
+    /// Evaluates every rule of the reading's kind and returns the transitions. A reading no
+    /// newer than the device's newest (a late replay, a duplicate) changes nothing.
+    pub fn process(&mut self, reading: &Reading) -> Vec<AlertMessage> {
+        self.stats.readings += 1;
+        let ts = reading.ts_ms;
+        if !self.plans.contains_key(&reading.kind) {
+            self.plans.insert(reading.kind.clone(), KindPlan::new(&self.rules.rules, &reading.kind));
+        }
+        let plan = &self.plans[&reading.kind];
+        if !self.devices.contains_key(&reading.device) {
+            let state = DeviceState {
+                kind: reading.kind.clone(),
+                gateway: reading.gateway.clone(),
+                last_seen: Ts::MIN,
+                // Seen now: with no values ever, it has sent no data since.
+                last_data: ts,
+                windows: vec![Series::default(); plan.windows.len()],
+                alerts: HashMap::new(),
+            };
+            self.devices.insert(reading.device.clone(), state);
+        }
+        let device = self.devices.get_mut(&reading.device).expect("inserted above");
+        if ts <= device.last_seen {
+            return Vec::new();
+        }
+        device.last_seen = ts;
+        if !reading.values.is_empty() {
+            device.last_data = ts;
+        }
+        if device.kind != reading.kind {
+            device.kind = reading.kind.clone();
+            device.windows = vec![Series::default(); plan.windows.len()];
+        }
+        if device.gateway != reading.gateway {
+            device.gateway = reading.gateway.clone();
+        }
+        for ((point, keep_ms), series) in plan.windows.iter().zip(&mut device.windows) {
+            if let Some(v) = reading.values.get(point).and_then(Value::as_f64) {
+                series.push(ts, v, *keep_ms);
+            }
+        }
+        // An aggregate has a value only when this reading carries its point.
+        let aggregates: Vec<(&str, f64)> = plan
+            .aggregates
+            .iter()
+            .filter(|a| reading.values.get(&plan.windows[a.window].0).and_then(Value::as_f64).is_some())
+            .filter_map(|a| {
+                let v = device.windows[a.window].aggregate(a.func, a.window_ms, ts)?;
+                Some((a.variable.as_str(), v))
+            })
+            .collect();
+        let attributes = self.attributes.get(&reading.device);
+        let bindings = Bindings::new(reading, attributes, plan.reads_device, &aggregates);
+        // The host's time, as far as the engine knows it: for no-data rules.
+        let now = self.now.map_or(ts, |n| n.max(ts));
+        let mut out = Vec::new();
+        for &i in &plan.rules {
+            let rule = &self.rules.rules[i];
+            match &rule.rule_type {
+                RuleType::Threshold { when, clear } => {
+                    let key = (i, None);
+                    let firing = device
+                        .alerts
+                        .get(&key)
+                        .is_some_and(|s| matches!(s.alert.state, AlertState::Firing { .. }));
+                    self.stats.evaluations += 1;
+                    let observed = match (clear, firing) {
+                        (Some(clear), true) => self.evaluator.eval(clear, &bindings).map(|c| (!c, c)),
+                        _ => self.evaluator.eval(when, &bindings).map(|m| (m, !m)),
+                    };
+                    let Ok((matched, cleared)) = observed else {
+                        // No answer is not an answer: the alert stays as it is.
+                        self.stats.eval_errors += 1;
+                        continue;
+                    };
+                    if let Some((t, _)) = step_slot(&mut device.alerts, key, matched, cleared, rule, ts, None)
+                    {
+                        out.push(message(rule, rule.id.clone(), reading, attributes, &[], t, ts));
+                    }
+                }
+                RuleType::FaultCode(codes) | RuleType::Bits(codes) => {
+                    self.stats.evaluations += 1;
+                    let Some(value) = reading.values.get(&codes.point).and_then(integer) else {
+                        self.stats.eval_errors += 1;
+                        continue;
+                    };
+                    let active = active(codes, matches!(rule.rule_type, RuleType::Bits(_)), value);
+                    if codes.per_code {
+                        for (&code, name) in &codes.names {
+                            let matched = active.iter().any(|&(c, _)| c == code);
+                            let key = (i, Some(code));
+                            if let Some((t, _)) =
+                                step_slot(&mut device.alerts, key, matched, !matched, rule, ts, None)
+                            {
+                                let code = code.to_string();
+                                let extra = [("code", code.as_str()), ("code_name", name.as_str())];
+                                let id = format!("{}.{name}", rule.id);
+                                out.push(message(rule, id, reading, attributes, &extra, t, ts));
+                            }
+                        }
+                    } else {
+                        let matched = !active.is_empty();
+                        let detail = matched.then(|| {
+                            let codes: Vec<String> = active.iter().map(|(c, _)| c.to_string()).collect();
+                            let names: Vec<&str> = active.iter().map(|(_, n)| *n).collect();
+                            (codes.join(","), names.join(","))
+                        });
+                        let key = (i, None);
+                        if let Some((t, detail)) =
+                            step_slot(&mut device.alerts, key, matched, !matched, rule, ts, detail)
+                        {
+                            let (code, name) = detail.unwrap_or_default();
+                            let extra = [("code", code.as_str()), ("code_name", name.as_str())];
+                            out.push(message(rule, rule.id.clone(), reading, attributes, &extra, t, ts));
+                        }
+                    }
+                }
+                RuleType::NoData { .. } => {
+                    // Data is back, unless the reading is itself older than `after` (a replay).
+                    // Only `tick` fires: a reading can only resolve.
+                    let (after, after_ms) = after(rule);
+                    if now.saturating_sub(device.last_data) < after_ms {
+                        let resolved = step_slot(&mut device.alerts, (i, None), false, true, rule, now, None);
+                        if let Some((t, _)) = resolved {
+                            let extra = [("after", after.as_str())];
+                            out.push(message(rule, rule.id.clone(), reading, attributes, &extra, t, now));
+                        }
+                    }
+                }
+                RuleType::GatewayNoData { .. } => {}
+            }
+        }
+        for &i in &plan.gateway {
+            let rule = &self.rules.rules[i];
+            let Some(gateway) = self.gateways.get_mut(&reading.gateway) else { break };
+            let (after, after_ms) = after(rule);
+            if now.saturating_sub(ts) < after_ms {
+                if let Some((t, _)) = step_slot(&mut gateway.alerts, i, false, true, rule, now, None) {
+                    let origin = no_data::gateway_reading(&reading.gateway, now);
+                    out.push(message(rule, rule.id.clone(), &origin, None, &[("after", &after)], t, now));
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,339 @@
+//! One rule file's text to validated rules: the TOML schema, then every key of every rule, with
+//! each problem at its `file:line:column`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Codes, Diagnostic, Rule, RuleType, Severity};
+use crate::expr::Condition;
+use crate::template::Template;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default, rename = "rule")]
+    rules: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: Spanned<String>,
+    kinds: Spanned<Vec<String>>,
+    #[serde(default, rename = "type")]
+    rule_type: Option<Spanned<String>>,
+    #[serde(default)]
+    when: Option<Spanned<String>>,
+    #[serde(default)]
+    clear: Option<Spanned<String>>,
+    #[serde(default)]
+    point: Option<Spanned<String>>,
+    #[serde(default)]
+    codes: Option<Spanned<BTreeMap<String, String>>>,
+    #[serde(default)]
+    bits: Option<Spanned<BTreeMap<String, String>>>,
+    #[serde(default)]
+    per_code: Option<Spanned<bool>>,
+    #[serde(default)]
+    after: Option<Spanned<String>>,
+    #[serde(default, rename = "for")]
+    hold_for: Option<Spanned<String>>,
+    severity: Spanned<String>,
+    summary: Spanned<String>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Byte offset in `text` where the content of the string value at `span` starts.
+pub(crate) fn content_start(text: &str, span: std::ops::Range<usize>) -> usize {
+    let raw = &text[span.clone()];
+    let quote = if raw.starts_with("\"\"\"") || raw.starts_with("'''") { 3 } else { 1 };
+    span.start + quote
+}
+
+/// Byte offset of 1-based (line, column) inside `s`.
+fn offset_in(s: &str, line: usize, column: usize) -> usize {
+    let mut offset = 0;
+    for (i, l) in s.split('\n').enumerate() {
+        if i + 1 == line {
+            return offset + l.char_indices().nth(column.saturating_sub(1)).map_or(l.len(), |(b, _)| b);
+        }
+        offset += l.len() + 1;
+    }
+    s.len()
+}
+
+/// The rule types and the keys each one takes besides the common ones.
+const TYPES: &[(&str, &[&str])] = &[
+    ("threshold", &["when", "clear"]),
+    ("fault_code", &["point", "codes", "per_code"]),
+    ("bits", &["point", "bits", "per_code"]),
+    ("no_data", &["after"]),
+    ("gateway_no_data", &["after"]),
+];
+
+/// Collects the problems of one file; `at` turns a byte offset into a diagnostic.
+struct Checker<'t> {
+    file: &'t str,
+    text: &'t str,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn at(&mut self, offset: usize, message: String) {
+        let (line, column) = line_col(self.text, offset);
+        self.diagnostics.push(Diagnostic { file: self.file.to_string(), line, column, message });
+    }
+
+    fn condition(&mut self, s: &Spanned<String>, key: &str) -> Option<Condition> {
+        match Condition::parse(s.get_ref()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let offset = content_start(self.text, s.span()) + offset_in(s.get_ref(), e.line, e.column);
+                self.at(offset, format!("{key}: {}", e.message));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, s: &Spanned<String>, key: &str) -> Option<Duration> {
+        match humantime::parse_duration(s.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.at(s.span().start, format!("{key}: `{}`: {e}", s.get_ref()));
+                None
+            }
+        }
+    }
+
+    fn required<'a, T>(
+        &mut self,
+        value: &'a Option<Spanned<T>>,
+        key: &str,
+        ty: &str,
+        rule_start: usize,
+    ) -> Option<&'a Spanned<T>> {
+        if value.is_none() {
+            self.at(rule_start, format!("a {ty} rule needs `{key}`"));
+        }
+        value.as_ref()
+    }
+
+    /// `codes` or `bits`: integer keys (bit numbers 0 to 63) to names usable in alert ids.
+    fn codes(
+        &mut self,
+        point: &Spanned<String>,
+        table: &Spanned<BTreeMap<String, String>>,
+        key: &str,
+        per_code: bool,
+    ) -> Option<Codes> {
+        let before = self.diagnostics.len();
+        if !telemetry::codec::is_point_name(point.get_ref()) {
+            self.at(point.span().start, format!("point `{}` is not a point name", point.get_ref()));
+        }
+        if table.get_ref().is_empty() {
+            self.at(table.span().start, format!("`{key}` must name at least one"));
+        }
+        let mut names = BTreeMap::new();
+        let mut seen = BTreeSet::new();
+        for (k, name) in table.get_ref() {
+            let code = k.trim().parse::<i64>().ok().filter(|c| key != "bits" || (0..64).contains(c));
+            match code {
+                Some(code) => {
+                    names.insert(code, name.clone());
+                }
+                None if key == "bits" => {
+                    self.at(table.span().start, format!("bits: `{k}` is not a bit number (0 to 63)"))
+                }
+                None => self.at(table.span().start, format!("codes: `{k}` is not an integer code")),
+            }
+            if !telemetry::codec::is_point_name(name) {
+                self.at(table.span().start, format!("{key}: name `{name}` must be letters, digits and `_`"));
+            } else if !seen.insert(name.as_str()) {
+                self.at(table.span().start, format!("{key}: name `{name}` is used twice"));
+            }
+        }
+        (self.diagnostics.len() == before).then(|| Codes { point: point.get_ref().clone(), names, per_code })
+    }
+
+    /// The type-specific part of a rule: `type` and the keys that go with it.
+    fn rule_type(&mut self, r: &RawRule, rule_start: usize) -> Option<RuleType> {
+        let ty = r.rule_type.as_ref().map_or("threshold", |t| t.get_ref().as_str());
+        match TYPES.iter().find(|(name, _)| *name == ty) {
+            None => {
+                let known: Vec<&str> = TYPES.iter().map(|(n, _)| *n).collect();
+                let offset = r.rule_type.as_ref().map_or(rule_start, |t| t.span().start);
+                self.at(offset, format!("type `{ty}` must be one of {}", known.join(", ")));
+                None
+            }
+            Some((_, keys)) => {
+                let given: [(&str, Option<usize>); 7] = [
+                    ("when", r.when.as_ref().map(|s| s.span().start)),
+                    ("clear", r.clear.as_ref().map(|s| s.span().start)),
+                    ("point", r.point.as_ref().map(|s| s.span().start)),
+                    ("codes", r.codes.as_ref().map(|s| s.span().start)),
+                    ("bits", r.bits.as_ref().map(|s| s.span().start)),
+                    ("per_code", r.per_code.as_ref().map(|s| s.span().start)),
+                    ("after", r.after.as_ref().map(|s| s.span().start)),
+                ];
+                for (key, offset) in given {
+                    if let (Some(offset), false) = (offset, keys.contains(&key)) {
+                        let owners: Vec<&str> =
+                            TYPES.iter().filter(|(_, k)| k.contains(&key)).map(|(n, _)| *n).collect();
+                        self.at(
+                            offset,
+                            format!("`{key}` belongs to {} rules, not to {ty} rules", owners.join(" and ")),
+                        );
+                    }
+                }
+                let per_code = r.per_code.as_ref().is_some_and(|p| *p.get_ref());
+                match ty {
+                    "threshold" => {
+                        let when = self
+                            .required(&r.when, "when", ty, rule_start)
+                            .and_then(|w| self.condition(w, "when"));
+                        let clear = r.clear.as_ref().map(|s| self.condition(s, "clear"));
+                        match (when, clear) {
+                            (Some(when), None) => Some(RuleType::Threshold { when, clear: None }),
+                            (Some(when), Some(Some(clear))) => {
+                                Some(RuleType::Threshold { when, clear: Some(clear) })
+                            }
+                            _ => None,
+                        }
+                    }
+                    "fault_code" | "bits" => {
+                        let table = if ty == "bits" { &r.bits } else { &r.codes };
+                        let point = self.required(&r.point, "point", ty, rule_start);
+                        let table =
+                            self.required(table, if ty == "bits" { "bits" } else { "codes" }, ty, rule_start);
+                        match (point, table) {
+                            (Some(p), Some(t)) if ty == "bits" => {
+                                self.codes(p, t, "bits", per_code).map(RuleType::Bits)
+                            }
+                            (Some(p), Some(t)) => {
+                                self.codes(p, t, "codes", per_code).map(RuleType::FaultCode)
+                            }
+                            _ => None,
+                        }
+                    }
+                    _ => {
+                        let after = self
+                            .required(&r.after, "after", ty, rule_start)
+                            .and_then(|a| self.duration(a, "after"));
+                        match after {
+                            Some(after) if after.is_zero() => {
+                                let span = r.after.as_ref().map_or(rule_start, |a| a.span().start);
+                                self.at(span, "after: must be longer than 0".into());
+                                None
+                            }
+                            Some(after) if ty == "no_data" => Some(RuleType::NoData { after }),
+                            Some(after) => Some(RuleType::GatewayNoData { after }),
+                            None => None,
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Parses one file's text; `file` names it in diagnostics.
+pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Rule>, Vec<Diagnostic>> {
+    let mut c = Checker { file, text, diagnostics: Vec::new() };
+    let raw: RawFile = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            c.at(e.span().map_or(0, |s| s.start), e.message().trim_end().to_string());
+            return Err(c.diagnostics);
+        }
+    };
+    let mut rules: Vec<Rule> = Vec::new();
+    let mut ids = BTreeSet::new();
+    for spanned in raw.rules {
+        let rule_start = spanned.span().start;
+        let r = spanned.into_inner();
+        let before = c.diagnostics.len();
+        let id = r.id.get_ref().clone();
+        let id_valid = !id.is_empty()
+            && id.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
+        if !id_valid {
+            c.at(r.id.span().start, format!("rule id `{id}` must be letters, digits, `.`, `_`, `-`"));
+        } else if !ids.insert(id.clone()) {
+            c.at(r.id.span().start, format!("rule id `{id}` is used twice"));
+        }
+        if r.kinds.get_ref().is_empty() {
+            c.at(r.kinds.span().start, "kinds must name at least one equipment kind".into());
+        }
+        for k in r.kinds.get_ref() {
+            if k != "*" && !telemetry::codec::is_kind(k) {
+                c.at(r.kinds.span().start, format!("kind `{k}` is not a kind name"));
+            }
+        }
+        let rule_type = c.rule_type(&r, rule_start);
+        let hold_for = match &r.hold_for {
+            None => Some(Duration::ZERO),
+            Some(s) => c.duration(s, "for"),
+        };
+        let severity = Severity::parse(r.severity.get_ref());
+        if severity.is_none() {
+            c.at(
+                r.severity.span().start,
+                format!("severity `{}` must be critical, major, warning or info", r.severity.get_ref()),
+            );
+        }
+        let summary = match Template::parse(r.summary.get_ref()) {
+            Ok(t) => Some(t),
+            Err((offset, why)) => {
+                c.at(content_start(text, r.summary.span()) + offset, format!("summary: {why}"));
+                None
+            }
+        };
+        let _ = r.description;
+        if c.diagnostics.len() > before {
+            continue;
+        }
+        if let (Some(rule_type), Some(hold_for), Some(severity), Some(summary)) =
+            (rule_type, hold_for, severity, summary)
+        {
+            let rule = Rule {
+                id,
+                kinds: r.kinds.into_inner(),
+                rule_type,
+                hold_for,
+                severity,
+                summary,
+                source: r.source,
+                file: file.to_string(),
+                line: line_col(text, rule_start).0,
+            };
+            if let Some(clash) = rules.iter().find_map(|other| super::id_clash(other, &rule)) {
+                c.at(r.id.span().start, clash);
+                continue;
+            }
+            rules.push(rule);
+        }
+    }
+    if c.diagnostics.is_empty() {
+        Ok(rules)
+    } else {
+        c.diagnostics.sort_by_key(|d| (d.line, d.column));
+        Err(c.diagnostics)
+    }
+}
