@@ -207,7 +207,9 @@ static BUILT: OnceLock<PathBuf> = OnceLock::new();
 pub fn binary(name: &str) -> PathBuf {
     let dir = BUILT.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf();
+        // Tests run from target/<profile>/deps, tools (the load test) from target/<profile>.
+        let parent = exe.parent().expect("executable folder");
+        let profile_dir = if parent.ends_with("deps") { parent.parent().unwrap_or(parent) } else { parent }.to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", "gateway", "-p", "ingest", "-p", "rules", "--bins"]);

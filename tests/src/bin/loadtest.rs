@@ -1,0 +1,111 @@
+//! End-to-end load test: one stream of readings through a real Mosquitto to `ingest` (writing
+//! to a real VictoriaMetrics), with `mosquitto_sub` counting the same stream in the same run, so
+//! ingest's rate can be read against the broker's own delivery rate. Prints JSON.
+//!
+//! cargo run --release -p system-tests --bin loadtest -- [READINGS] [DEVICES] [SOAK_SECONDS]
+//!
+//! With SOAK_SECONDS, it then keeps publishing at a steady rate for that long and samples
+//! ingest's resident memory every 10 s.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use system_tests::{free_port, publish_readings, start_ingest, wait_for, Mosquitto, Victoria};
+
+fn metric(port: u16, name: &str) -> f64 {
+    let text = ureq::get(&format!("http://127.0.0.1:{port}/metrics")).call().ok().and_then(|r| r.into_string().ok());
+    text.unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+fn main() {
+    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let devices = *args.get(1).unwrap_or(&1_000) as usize;
+    let readings = (*args.first().unwrap_or(&100_000) as usize / devices).max(1) * devices;
+    let soak = Duration::from_secs(*args.get(2).unwrap_or(&0));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let broker = Mosquitto::start(dir);
+    let vm = Victoria::start(dir);
+    let http = free_port();
+    let config = format!(
+        "[mqtt]\nurl = \"{}\"\nclient_id = \"ingest-load\"\n\n[tsdb]\nurl = \"{}\"\nbucket = \"telemetry\"\n\n\
+         [files]\ndir = \"{}\"\n\n[wal]\ndir = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{http}\"\n",
+        broker.url(),
+        vm.url(),
+        dir.join("files").display(),
+        dir.join("wal").display()
+    );
+    let ingest = start_ingest(dir, "ingest", &config);
+
+    // mosquitto_sub counts the same stream at QoS 1.
+    let mut sub = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-t", "telemetry/#", "-q", "1", "-C"])
+        .arg(readings.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("mosquitto_sub (apt-get install -y mosquitto-clients)");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let started = Instant::now();
+    let port = broker.port;
+    let per_device = readings / devices;
+    let publisher = std::thread::spawn(move || publish_readings(port, "gw-load", devices, per_device, Duration::ZERO));
+    let sub_done = wait_for(Duration::from_secs(600), "mosquitto_sub to count every reading", || {
+        sub.try_wait().ok().flatten().map(|_| started.elapsed())
+    });
+    let published = publisher.join().expect("publisher").len();
+    let publish_done = started.elapsed();
+    let ingest_done = wait_for(Duration::from_secs(600), "ingest to write every reading", || {
+        (metric(http, "ingest_readings_written_total ") >= readings as f64).then(|| started.elapsed())
+    });
+    let rss_after_burst = rss_kib(ingest.child.id());
+
+    let mut samples = Vec::new();
+    if !soak.is_zero() {
+        // A steady stream of about 2,000 readings/s, in one-second rounds.
+        let end = Instant::now() + soak;
+        let mut round = 0u64;
+        let mut next_sample = Instant::now();
+        while Instant::now() < end {
+            let t = Instant::now();
+            publish_readings(port, &format!("gw-soak-{}", round % 8), 200, 10, Duration::ZERO);
+            round += 1;
+            if Instant::now() >= next_sample {
+                samples.push((t.duration_since(end - soak).as_secs(), rss_kib(ingest.child.id())));
+                next_sample += Duration::from_secs(10);
+            }
+            if let Some(rest) = Duration::from_secs(1).checked_sub(t.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+    }
+
+    let rate = |d: Duration| readings as f64 / d.as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({
+            "readings": published,
+            "devices": devices,
+            "publish_seconds": publish_done.as_secs_f64(),
+            "mosquitto_sub_seconds": sub_done.as_secs_f64(),
+            "mosquitto_sub_readings_per_second": rate(sub_done),
+            "ingest_seconds": ingest_done.as_secs_f64(),
+            "ingest_readings_per_second": rate(ingest_done),
+            "ingest_vs_mosquitto_sub": rate(ingest_done) / rate(sub_done),
+            "ingest_rss_kib_after_burst": rss_after_burst,
+            "soak_rss_kib": samples.iter().map(|(t, kib)| serde_json::json!([t, kib])).collect::<Vec<_>>(),
+        })
+    );
+}
