@@ -41,32 +41,44 @@ pub struct TsdbWriter {
     client: Client,
     org: String,
     bucket: String,
+    gzip: bool,
 }
 
 impl TsdbWriter {
     pub fn new(cfg: &TsdbConfig) -> Result<TsdbWriter, String> {
         url_check(&cfg.url)?;
-        let http = reqwest::Client::builder().timeout(cfg.timeout);
+        let mut http = reqwest::Client::builder().timeout(cfg.timeout);
+        if cfg.gzip {
+            // influxdb2's line-protocol write sends the body as given; this client only writes,
+            // so every request it makes carries a gzipped body.
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers
+                .insert(reqwest::header::CONTENT_ENCODING, reqwest::header::HeaderValue::from_static("gzip"));
+            http = http.default_headers(headers);
+        }
         let client = ClientBuilder::with_builder(http, &cfg.url, &cfg.org, &cfg.token)
             .build()
             .map_err(|e| format!("tsdb client: {e}"))?;
-        Ok(TsdbWriter { client, org: cfg.org.clone(), bucket: cfg.bucket.clone() })
+        Ok(TsdbWriter { client, org: cfg.org.clone(), bucket: cfg.bucket.clone(), gzip: cfg.gzip })
     }
 
     pub async fn write(&self, body: &str) -> Result<(), SinkError> {
+        let bytes = if self.gzip { gzip(body.as_bytes()) } else { body.as_bytes().to_vec() };
         let result = self
             .client
             .write_line_protocol_with_precision(
                 &self.org,
                 &self.bucket,
-                body.to_string(),
+                bytes,
                 TimestampPrecision::Milliseconds,
             )
             .await;
         match result {
             Ok(()) => Ok(()),
+            // 5xx and 429: the server is unwell or busy. 401 and 403: a token problem an operator
+            // fixes; the batch itself is fine, so keep it and retry rather than refuse it.
             Err(RequestError::Http { status, text })
-                if status.is_server_error() || status.as_u16() == 429 =>
+                if status.is_server_error() || matches!(status.as_u16(), 401 | 403 | 429) =>
             {
                 Err(SinkError::Unavailable(format!("{status}: {text}")))
             }
@@ -74,6 +86,14 @@ impl TsdbWriter {
             Err(e) => Err(SinkError::Unavailable(e.to_string())),
         }
     }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use flate2::write::GzEncoder;
+    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 4), flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
 }
 
 /// `influxdb2::Client` panics on a URL it cannot parse; check first.
@@ -179,6 +199,17 @@ mod tests {
     }
 
     #[test]
+    fn gzip_round_trips() {
+        use std::io::Read;
+        let body = "boiler,device=b1 p=1.0 1\n".repeat(100);
+        let packed = gzip(body.as_bytes());
+        assert!(packed.len() < body.len() / 5);
+        let mut back = String::new();
+        flate2::read::GzDecoder::new(&packed[..]).read_to_string(&mut back).unwrap();
+        assert_eq!(back, body);
+    }
+
+    #[test]
     fn bad_urls_are_refused_before_the_client_can_panic() {
         for url in ["not a url", "localhost:8086", "http://"] {
             let cfg = TsdbConfig {
@@ -187,6 +218,7 @@ mod tests {
                 bucket: "b".into(),
                 token: String::new(),
                 timeout: Duration::from_secs(1),
+                gzip: true,
             };
             assert!(TsdbWriter::new(&cfg).is_err(), "{url}");
         }
