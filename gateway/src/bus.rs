@@ -1,135 +1,91 @@
 //! One poller per line: it owns the line's Modbus connection (TCP, serial RTU or RTU over
 //! TCP, opened by [`crate::transport`]), polls every device on it at its interval (staggered
-//! so devices do not all fire at once) and hands each reading to the publisher. Requests on a
+//! so devices do not all fire at once) and appends each reading to the spool. Requests on a
 //! line are strictly one at a time, each after the line's silent interval: on a serial bus
 //! this one task serializes every slave.
+//!
+//! Each device has its own health ([`crate::health`]): a failed poll is retried with backoff,
+//! a device that keeps failing is quarantined and only probed now and then, so a dead slave
+//! costs its neighbours at most one timeout per probe and never a poll (a poll delayed by less
+//! than its interval is still made). Each device also keeps its own request plan
+//! ([`crate::narrow`]), narrowed around the points it refuses.
 
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
 use telemetry::Reading;
 use tokio::sync::watch;
-use tokio::time::{timeout, Instant};
+use tokio::time::Instant;
 use tokio_modbus::client::Context;
-use tokio_modbus::prelude::{Reader, Slave, SlaveContext};
 
-use crate::config::{Device, Line, LineConfig};
-use crate::planner::ReadRequest;
-use crate::profile::Table;
+use crate::config::{Device, Line};
+use crate::health::{Health, HealthPolicy, Verdict};
+use crate::narrow::DevicePlan;
+pub use crate::poll::{poll_device, poll_planned, PollError, PollTally};
 use crate::publisher::{DeviceStatus, Publisher};
-use crate::register::decode_block;
 pub use crate::transport::{connect, ConnectError, TransportError};
 
-/// How often device health is republished when nothing changes.
-const STATUS_EVERY: Duration = Duration::from_secs(30);
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
 
 struct DeviceState {
     device: Device,
+    plan: DevicePlan,
+    health: Health,
+    /// The next regular slot.
     next_due: Instant,
     seq: u64,
     status: DeviceStatus,
     status_sent: Option<Instant>,
 }
 
-/// What one request came back with.
-enum Answer {
-    Data(Vec<u16>),
-    /// The device answered with a Modbus exception: the link is fine, the points are not.
-    Exception(String),
-    /// We could not talk: timeout or transport error. The connection must be dropped.
-    Transport(TransportError),
-}
+impl DeviceState {
+    fn due(&self) -> Instant {
+        self.health.due(self.next_due)
+    }
 
-/// A poll that stopped because we could not talk to the device; the connection must be
-/// dropped. (A Modbus exception is not one: it goes into the reading's `errors`.)
-#[derive(Debug, thiserror::Error)]
-#[error("device {device} (unit {unit}) on line {line}: {table} {start}..{end}: {cause}")]
-pub struct PollError {
-    pub device: String,
-    pub unit: u8,
-    pub line: String,
-    pub table: &'static str,
-    pub start: u16,
-    pub end: u32,
-    pub cause: TransportError,
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-async fn read(ctx: &mut Context, req: &ReadRequest, limit: Duration) -> Answer {
-    let bits = |v: Vec<bool>| v.into_iter().map(u16::from).collect::<Vec<_>>();
-    let result = match req.table {
-        Table::Coil => {
-            timeout(limit, ctx.read_coils(req.start, req.count)).await.map(|r| r.map(|r| r.map(bits)))
-        }
-        Table::Discrete => timeout(limit, ctx.read_discrete_inputs(req.start, req.count))
-            .await
-            .map(|r| r.map(|r| r.map(bits))),
-        Table::Input => timeout(limit, ctx.read_input_registers(req.start, req.count)).await,
-        Table::Holding => timeout(limit, ctx.read_holding_registers(req.start, req.count)).await,
-    };
-    match result {
-        Ok(Ok(Ok(words))) => Answer::Data(words),
-        Ok(Ok(Err(code))) => Answer::Exception(format!("exception {}: {code}", u8::from(code))),
-        Ok(Err(e)) => Answer::Transport(e.into()),
-        Err(_) => Answer::Transport(TransportError::Timeout(limit)),
+    /// `device elev-1 (unit 3) on line tcp-1`
+    fn name(&self, line: &str) -> String {
+        format!("device {} (unit {}) on line {line}", self.device.config.id, self.device.config.unit)
     }
 }
 
-/// Reads every planned request of `device` into `reading`: values decoded, Modbus exceptions
-/// as point errors. Each request waits for the line's silent interval first and for its
-/// answer at most the line's timeout. A transport error or timeout stops the poll and is
-/// returned: the caller must drop the connection (a late answer would be taken for the next
-/// request's).
-pub async fn poll_device(
-    ctx: &mut Context,
-    line: &LineConfig,
-    device: &Device,
-    reading: &mut Reading,
-) -> Result<(), PollError> {
-    ctx.set_slave(Slave(device.config.unit));
-    let silent_interval = line.effective_silent_interval();
-    for req in &device.plan {
-        if !silent_interval.is_zero() {
-            tokio::time::sleep(silent_interval).await;
-        }
-        match read(ctx, req, line.timeout).await {
-            Answer::Data(words) => reading.values.extend(decode_block(&device.profile, req, &words)),
-            Answer::Exception(why) => {
-                tracing::warn!(
-                    "device {} (unit {}) on line {}: {} {}..{}: {why}",
-                    device.config.id,
-                    device.config.unit,
-                    line.name,
-                    req.table.name(),
-                    req.start,
-                    req.end()
-                );
-                for &i in &req.points {
-                    reading.errors.insert(device.profile.points[i].name.clone(), why.clone());
-                }
-            }
-            Answer::Transport(cause) => {
-                let e = PollError {
-                    device: device.config.id.clone(),
-                    unit: device.config.unit,
-                    line: line.name.clone(),
-                    table: req.table.name(),
-                    start: req.start,
-                    end: req.end(),
-                    cause,
-                };
-                tracing::warn!("{e}; reconnecting");
-                return Err(e);
-            }
-        }
+/// The first slot of the grid `next_due + k·interval` that is after `now`.
+fn next_slot_after(next_due: Instant, interval: Duration, now: Instant) -> Instant {
+    if next_due > now {
+        return next_due;
     }
-    Ok(())
+    let behind = (now - next_due).as_nanos() / interval.as_nanos().max(1);
+    next_due + interval * (behind as u32 + 1)
+}
+
+/// The first wait before opening a line again after it failed to open; doubled each time.
+const LINE_RETRY_FIRST: Duration = Duration::from_millis(500);
+const LINE_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// A line that could not be opened.
+struct LineDown {
+    why: String,
+    since: Instant,
+    backoff: Duration,
+    retry_at: Instant,
+}
+
+/// How the bus reports.
+#[derive(Clone, Copy, Debug)]
+pub struct BusOptions {
+    /// Device health is republished this often when nothing changes.
+    pub status_every: Duration,
+    pub policy: HealthPolicy,
 }
 
 /// Polls every device on `line` until `shutdown` turns true.
-pub async fn run_line(line: Line, publisher: Publisher, session: u64, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_line(
+    line: Line,
+    publisher: Publisher,
+    options: BusOptions,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let cfg = line.config.clone();
     let link = line.link.clone();
     let n = line.devices.len().max(1) as u32;
@@ -140,17 +96,11 @@ pub async fn run_line(line: Line, publisher: Publisher, session: u64, mut shutdo
         .enumerate()
         .map(|(i, device)| DeviceState {
             next_due: start + device.config.interval * i as u32 / n,
+            plan: DevicePlan::from_requests(device.plan.clone()),
+            health: Health::new(options.policy, device.config.interval),
+            status: DeviceStatus { unit: device.config.unit, ..DeviceStatus::default() },
             device,
             seq: 0,
-            status: DeviceStatus {
-                online: false,
-                ts: 0,
-                last_error: None,
-                rtt_ms: 0,
-                polls: 0,
-                failed_polls: 0,
-                overruns: 0,
-            },
             status_sent: None,
         })
         .collect();
@@ -158,68 +108,112 @@ pub async fn run_line(line: Line, publisher: Publisher, session: u64, mut shutdo
         return;
     }
     let mut ctx: Option<Context> = None;
-    let mut last_connect_error: Option<String> = None;
+    let mut line_down: Option<LineDown> = None;
     loop {
-        let Some(d) = devices.iter_mut().min_by_key(|d| d.next_due) else { return };
+        let Some(d) = devices.iter_mut().min_by_key(|d| d.due()) else { return };
         tokio::select! {
-            _ = tokio::time::sleep_until(d.next_due) => {}
+            _ = tokio::time::sleep_until(d.due()) => {}
             _ = shutdown.changed() => return,
         }
         if *shutdown.borrow() {
             return;
         }
         let interval = d.device.config.interval;
-        d.next_due += interval;
+        let on_schedule = d.health.on_schedule();
         let now = Instant::now();
-        if d.next_due < now {
-            let missed = ((now - d.next_due).as_nanos() / interval.as_nanos()) as u32 + 1;
-            d.status.overruns += missed as u64;
-            d.next_due += interval * missed;
+        if on_schedule {
+            // A regular slot: count the slots the line was too busy to make.
+            d.next_due += interval;
+            if d.next_due < now {
+                let missed = ((now - d.next_due).as_nanos() / interval.as_nanos()) as u32 + 1;
+                d.status.overruns += missed as u64;
+                d.next_due += interval * missed;
+            }
         }
 
         let ts = now_ms();
-        let started = StdInstant::now();
+        let started = Instant::now();
         let mut reading = Reading::new(
             publisher.gateway(),
             &d.device.config.id,
             &d.device.profile.kind,
-            session,
+            publisher.session(),
             d.seq,
             ts,
         );
-        let mut transport_error = None;
+        let mut transport_error: Option<String> = None;
+        let mut tally = PollTally::default();
+        // A line that cannot be opened is the line's failure, not the device's: its devices
+        // are not quarantined for it, and it is tried again with its own backoff.
+        let mut line_failure = false;
         if ctx.is_none() {
-            match connect(&link, cfg.timeout).await {
-                Ok(c) => {
-                    last_connect_error = None;
-                    ctx = Some(c);
+            let not_read = match d.plan.requests.first() {
+                Some(r) => {
+                    format!("{}: {} {}..{} not read", d.name(&cfg.name), r.table.name(), r.start, r.end())
                 }
-                Err(e) => {
-                    let why = e.to_string();
-                    // Once per distinct failure, not once per poll while the line is down.
-                    if last_connect_error.as_ref() != Some(&why) {
-                        tracing::warn!("line {}: {why}", cfg.name);
-                        last_connect_error = Some(why.clone());
+                None => format!("{}: not read", d.name(&cfg.name)),
+            };
+            match &line_down {
+                Some(down) if now < down.retry_at => {
+                    line_failure = true;
+                    transport_error = Some(format!("{not_read}: {}", down.why));
+                }
+                _ => match connect(&link, cfg.timeout).await {
+                    Ok(c) => {
+                        if let Some(down) = line_down.take() {
+                            tracing::info!(
+                                "line {}: open again after {:.1?}",
+                                cfg.name,
+                                down.since.elapsed()
+                            );
+                        }
+                        ctx = Some(c);
                     }
-                    transport_error = Some(why);
-                }
+                    Err(e) => {
+                        let why = e.to_string();
+                        // Once per distinct failure, not once per poll while the line is down.
+                        if line_down.as_ref().is_none_or(|down| down.why != why) {
+                            tracing::warn!("{not_read}: {why}; trying again with backoff");
+                        }
+                        let backoff = line_down
+                            .as_ref()
+                            .map_or(LINE_RETRY_FIRST, |l| (l.backoff * 2).min(LINE_RETRY_MAX));
+                        let since = line_down.as_ref().map_or_else(Instant::now, |l| l.since);
+                        line_down = Some(LineDown {
+                            retry_at: Instant::now() + backoff,
+                            backoff,
+                            why: why.clone(),
+                            since,
+                        });
+                        d.status.transport_errors += 1;
+                        line_failure = true;
+                        transport_error = Some(format!("{not_read}: {why}"));
+                    }
+                },
             }
         }
         if let Some(c) = ctx.as_mut() {
-            if let Err(e) = poll_device(c, &cfg, &d.device, &mut reading).await {
+            if let Err(e) = poll_planned(c, &cfg, &d.device, &mut d.plan, &mut reading, &mut tally).await {
+                tracing::warn!("{e}; reconnecting");
+                match e.cause {
+                    TransportError::Timeout(_) => d.status.timeouts += 1,
+                    _ => d.status.transport_errors += 1,
+                }
                 transport_error = Some(e.to_string());
                 ctx = None;
             }
         }
 
         d.status.polls += 1;
+        d.status.exceptions += tally.exceptions;
         d.status.ts = ts;
         d.status.rtt_ms = started.elapsed().as_millis() as u64;
-        let was_online = d.status.online;
-        if reading.values.is_empty() {
+        let before = (d.status.online, d.status.quarantined, d.status.bad_points.clone());
+        let failed = reading.values.is_empty();
+        if failed {
             d.status.failed_polls += 1;
             d.status.online = false;
-            d.status.last_error = transport_error.or_else(|| reading.errors.values().next().cloned());
+            d.status.last_error = transport_error.or(tally.last_exception);
         } else {
             d.status.online = true;
             if let Some(why) = transport_error {
@@ -228,16 +222,89 @@ pub async fn run_line(line: Line, publisher: Publisher, session: u64, mut shutdo
                         reading.errors.entry(p.name.clone()).or_insert_with(|| why.clone());
                     }
                 }
+                d.status.last_error = Some(why);
+            } else if let Some(why) = tally.last_exception {
+                d.status.last_error = Some(why);
             }
             d.seq += 1;
-            if let Err(e) = publisher.reading(&reading).await {
-                tracing::error!("device {}: could not queue reading: {e}", d.device.config.id);
+            if let Err(e) = publisher.reading(&reading, &mut shutdown).await {
+                tracing::error!("{}: reading {} not spooled: {e}", d.name(&cfg.name), reading.seq);
             }
         }
-        let status_due = d.status_sent.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
-        if was_online != d.status.online || status_due {
-            d.status_sent = Some(Instant::now());
-            let _ = publisher.device_status(&d.device.config.id, &d.status).await;
+        let now = Instant::now();
+        if line_failure {
+            if let Some(down) = &line_down {
+                d.health.postpone(down.retry_at);
+            }
         }
+        let verdict = match (line_failure, failed) {
+            (true, _) => Verdict::Fine,
+            (false, true) => d.health.failed(now),
+            (false, false) => d.health.succeeded(),
+        };
+        match verdict {
+            Verdict::Fine => {}
+            Verdict::Recovered { failures, was_quarantined } => {
+                tracing::info!(
+                    "{}: answering again after {failures} failed polls{}",
+                    d.name(&cfg.name),
+                    if was_quarantined { "; out of quarantine" } else { "" }
+                );
+            }
+            Verdict::Retry { failures, at } => tracing::debug!(
+                "{}: failed poll {failures} ({}); retrying in {:?}",
+                d.name(&cfg.name),
+                d.status.last_error.as_deref().unwrap_or("no answer"),
+                at - now
+            ),
+            Verdict::Quarantined { failures, probe_at } => tracing::warn!(
+                "{}: quarantined after {failures} failed polls in a row (last: {}); probing in {:?}, then less \
+                 often, at most every {:?}",
+                d.name(&cfg.name),
+                d.status.last_error.as_deref().unwrap_or("no answer"),
+                probe_at - now,
+                options.policy.probe_max
+            ),
+            Verdict::StillQuarantined { failures, probe_at } => tracing::info!(
+                "{}: still failing ({failures} polls in a row: {}); next probe in {:?}",
+                d.name(&cfg.name),
+                d.status.last_error.as_deref().unwrap_or("no answer"),
+                probe_at - now
+            ),
+        }
+        if !on_schedule && !failed {
+            d.next_due = next_slot_after(d.next_due, interval, now);
+        }
+        d.status.quarantined = d.health.is_quarantined();
+        d.status.next_probe_ms = d
+            .status
+            .quarantined
+            .then(|| now_ms() + d.due().saturating_duration_since(now).as_millis() as i64);
+        d.status.bad_points = d
+            .plan
+            .bad
+            .iter()
+            .map(|(&i, b)| (d.device.profile.points[i].name.clone(), b.why.clone()))
+            .collect();
+        let changed = before != (d.status.online, d.status.quarantined, d.status.bad_points.clone());
+        let status_due = d.status_sent.is_none_or(|t| t.elapsed() >= options.status_every);
+        if changed || status_due {
+            d.status_sent = Some(Instant::now());
+            publisher.device_status(&d.device.config.id, &d.status);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_stay_on_their_grid() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(next_slot_after(t0 + ms(500), ms(1000), t0), t0 + ms(500));
+        assert_eq!(next_slot_after(t0, ms(1000), t0), t0 + ms(1000));
+        assert_eq!(next_slot_after(t0, ms(1000), t0 + ms(2500)), t0 + ms(3000));
     }
 }

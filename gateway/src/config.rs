@@ -11,6 +11,7 @@ use serde::Deserialize;
 pub use crate::line::{LineConfig, Link, Parity, SerialFrame, Transport};
 use crate::planner::{plan, ReadRequest};
 use crate::profile::Profile;
+pub use crate::spool::{SpoolSettings, WhenFullSetting};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +26,9 @@ pub struct GatewayConfig {
     pub lines: Vec<LineConfig>,
     #[serde(default, rename = "device")]
     pub devices: Vec<DeviceConfig>,
+    /// Where readings wait for the broker. Optional: see [`SpoolSettings::folder`].
+    #[serde(default)]
+    pub spool: SpoolSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -33,6 +37,14 @@ pub struct SiteConfig {
     pub id: String,
     #[serde(default)]
     pub town: Option<String>,
+    /// How often the gateway status (with the spool's counters) and unchanged device health
+    /// are published again.
+    #[serde(default = "default_status_every", with = "humantime_serde")]
+    pub status_every: Duration,
+}
+
+fn default_status_every() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_partitions() -> u32 {
@@ -115,13 +127,24 @@ impl GatewayConfig {
         let file = path.display().to_string();
         let mut cfg: GatewayConfig = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
-            .add_source(config::Environment::with_prefix("GATEWAY").prefix_separator("_").separator("__"))
+            .add_source(
+                config::Environment::with_prefix("GATEWAY")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .source(Some(overrides(std::env::vars()))),
+            )
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|source| ConfigError::Load { file: file.clone(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
         if let Some(dir) = &cfg.profiles_dir {
             if dir.is_relative() {
-                cfg.profiles_dir = Some(path.parent().unwrap_or(Path::new(".")).join(dir));
+                cfg.profiles_dir = Some(base.join(dir));
+            }
+        }
+        if let Some(dir) = &cfg.spool.dir {
+            if dir.is_relative() {
+                cfg.spool.dir = Some(base.join(dir));
             }
         }
         let problems = cfg.problems();
@@ -158,6 +181,19 @@ impl GatewayConfig {
         }
         if self.mqtt.partitions == 0 {
             problems.push("mqtt.partitions must be at least 1".into());
+        }
+        if self.gateway.status_every.is_zero() {
+            problems.push("gateway.status_every must be above zero".into());
+        }
+        if self.spool.max_bytes.0 < crate::spool::MIN_SPOOL_BYTES {
+            problems.push(format!(
+                "spool.max_bytes {} is below the smallest spool ({} bytes)",
+                self.spool.max_bytes.0,
+                crate::spool::MIN_SPOOL_BYTES
+            ));
+        }
+        if self.spool.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            problems.push("spool.dir must not be empty".into());
         }
         if self.mqtt.password.is_some() && self.mqtt.password_file.is_some() {
             problems.push("mqtt: give password or password_file, not both".into());
@@ -198,6 +234,11 @@ impl GatewayConfig {
         problems
     }
 
+    /// The spool's folder: `[spool] dir`, or `{temp dir}/gateway-spool/{gateway id}`.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.spool.folder(&self.gateway.id)
+    }
+
     /// The runtime lines, each with its devices' profiles loaded and planned.
     pub fn build(&self) -> Result<Vec<Line>, ConfigError> {
         let mut profiles: std::collections::HashMap<&str, Arc<Profile>> = Default::default();
@@ -230,6 +271,12 @@ impl GatewayConfig {
         }
         Ok(lines)
     }
+}
+
+/// The `GATEWAY_{SECTION}__{KEY}` variables among `vars`: the others, such as `GATEWAY_LOG`
+/// (the binary's log filter), are not config keys.
+fn overrides(vars: impl Iterator<Item = (String, String)>) -> config::Map<String, String> {
+    vars.filter(|(k, _)| k.strip_prefix("GATEWAY_").is_some_and(|rest| rest.contains("__"))).collect()
 }
 
 /// `mqtt://host:port` or `tcp://host:port` to host and port.
@@ -282,6 +329,38 @@ interval = "2s"
         let lines = cfg.build().unwrap();
         assert_eq!(lines[0].devices[0].config.interval, Duration::from_secs(2));
         assert!(!lines[0].devices[0].plan.is_empty());
+    }
+
+    #[test]
+    fn the_spool_section_is_optional_and_checked() {
+        let cfg = GatewayConfig::from_toml(EXAMPLE).unwrap();
+        assert_eq!(cfg.spool.when_full, WhenFullSetting::DropOldest);
+        assert_eq!(cfg.spool_dir(), std::env::temp_dir().join("gateway-spool").join("gw-1"));
+        assert_eq!(cfg.gateway.status_every, Duration::from_secs(30));
+        let with = format!(
+            "{EXAMPLE}\n[spool]\ndir = \"/var/lib/gateway/spool\"\nmax_bytes = \"512MiB\"\nmax_age = \"7d\"\n\
+             when_full = \"block\"\n"
+        );
+        let cfg = GatewayConfig::from_toml(&with).unwrap();
+        assert_eq!(cfg.spool_dir(), PathBuf::from("/var/lib/gateway/spool"));
+        assert_eq!(cfg.spool.max_bytes.0, 512 << 20);
+        assert_eq!(cfg.spool.max_age, Duration::from_secs(7 * 86_400));
+        assert_eq!(cfg.spool.when_full, WhenFullSetting::Block);
+        let err = GatewayConfig::from_toml(&with.replace("512MiB", "1kB")).unwrap_err().to_string();
+        assert!(err.contains("spool.max_bytes 1000 is below the smallest spool"), "{err}");
+        let err = GatewayConfig::from_toml(&with.replace("max_age", "max_agee")).unwrap_err().to_string();
+        assert!(err.contains("max_agee"), "{err}");
+    }
+
+    #[test]
+    fn a_relative_spool_dir_is_relative_to_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("gw-cfg-spool-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gateway.toml");
+        std::fs::write(&path, format!("{EXAMPLE}\n[spool]\ndir = \"spool\"\n")).unwrap();
+        let cfg = GatewayConfig::load(&path).unwrap();
+        assert_eq!(cfg.spool_dir(), dir.join("spool"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -384,6 +463,15 @@ profile = "water-meter-v1"
     }
 
     #[test]
+    fn only_section_keys_are_overrides() {
+        let vars =
+            [("GATEWAY_LOG", "debug"), ("GATEWAY_MQTT__URL", "mqtt://x"), ("PATH", "/bin"), ("GATEWAY_", "")];
+        let map = overrides(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        assert_eq!(map.len(), 1);
+        assert_eq!(map["GATEWAY_MQTT__URL"], "mqtt://x");
+    }
+
+    #[test]
     fn environment_overrides_scalar_keys() {
         let dir = std::env::temp_dir().join(format!("gw-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -393,6 +481,7 @@ profile = "water-meter-v1"
         std::env::set_var("GATEWAY_MQTT__URL", "mqtt://127.0.0.1:9999");
         let cfg = GatewayConfig::load(&path);
         std::env::remove_var("GATEWAY_MQTT__URL");
+        let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(cfg.unwrap().mqtt.url, "mqtt://127.0.0.1:9999");
     }
 }

@@ -1,27 +1,41 @@
-//! The edge gateway: polls Modbus devices and publishes their readings over MQTT.
+//! The edge gateway: polls Modbus devices and publishes their readings over MQTT; nothing is
+//! lost while the broker is away (readings wait in a spool on disk) and a bad device never
+//! holds up its neighbours (backoff, quarantine, narrowing of refused addresses).
 //!
 //! Module map, in the order data flows:
-//! - [`config`]: `gateway.toml` (site, MQTT, lines, devices) with `GATEWAY_*` env overrides;
-//!   `build()` loads the profiles and plans each device.
+//! - [`config`]: `gateway.toml` (site, MQTT, spool, lines, devices) with `GATEWAY_*` env
+//!   overrides; `build()` loads the profiles and plans each device.
 //! - [`line`]: a `[[line]]`'s transport (`tcp`, `rtu`, `rtu-over-tcp`), its keys checked, the
 //!   RTU silent interval. Pure.
 //! - [`profile`]: equipment models' register maps and firmware limits (`deploy/profiles/`).
-//! - [`planner`]: a profile's points to the fewest read requests.
+//! - [`planner`]: a profile's points to the fewest read requests (around refused points). Pure.
 //! - [`transport`]: opens a line (TCP, serial port, TCP to a DTU) as a tokio-modbus context.
-//! - [`bus`]: one task per line: connect, poll each device at its interval, decode.
+//! - [`bus`]: one task per line: connect, poll each device at its interval, keep its health.
+//! - [`poll`]: one poll of one device, narrowing refused requests on the spot.
+//! - [`health`]: retry backoff, quarantine and probing per device. Pure.
+//! - [`narrow`]: bisecting a refused request; a device's plan around its bad points. Pure.
 //! - [`register`]: words and bits to point values (and back, for the simulator). Pure.
-//! - [`publisher`]: readings and status to MQTT at QoS 1; birth, last will, device health.
+//! - [`spool`]: the `[spool]` section and the disk queue every reading goes through.
+//! - [`publisher`]: the MQTT client: the event-loop task, status messages, birth, last will.
+//! - [`inflight`]: which spool record each publish carries, up to its PUBACK. Pure.
+//! - [`sender`]: the spool to MQTT in order, replays marked, acknowledged only after PUBACK.
 //! - [`sim`]: `gateway sim`, simulated equipment of four kinds over Modbus TCP, RTU over TCP or
-//!   RTU on a serial device.
+//!   RTU on a serial device, with dead, slow and refusing units on demand.
 
 pub mod bus;
 pub mod config;
+pub mod health;
+pub mod inflight;
 pub mod line;
+pub mod narrow;
 pub mod planner;
+pub mod poll;
 pub mod profile;
 pub mod publisher;
 pub mod register;
+pub mod sender;
 pub mod sim;
+pub mod spool;
 pub mod transport;
 
 use std::time::Duration;
@@ -36,34 +50,109 @@ pub enum RunError {
     Config(#[from] config::ConfigError),
     #[error("mqtt: {0}")]
     Mqtt(String),
+    #[error(transparent)]
+    Spool(#[from] spool::OpenError),
 }
 
-/// Runs the gateway until `shutdown` turns true, then flushes what the broker has not yet
-/// acknowledged (for a few seconds at most) and says goodbye.
+/// Runs the gateway until `shutdown` turns true, then sends what the broker has not yet
+/// acknowledged (for a few seconds at most; the rest stays in the spool for the next start)
+/// and says goodbye.
 pub async fn run(cfg: GatewayConfig, shutdown: watch::Receiver<bool>) -> Result<(), RunError> {
     let session = bus::now_ms() as u64;
     let lines = cfg.build()?;
-    let (publisher, eventloop, birth) = publisher::Publisher::new(&cfg, session).map_err(RunError::Mqtt)?;
-    let (driver_stop, driver_rx) = watch::channel(false);
-    let driver = tokio::spawn(publisher::drive(eventloop, publisher.clone(), birth.clone(), driver_rx));
+    let dir = cfg.spool_dir();
+    if cfg.spool.dir.is_none() {
+        tracing::info!("no [spool] dir configured: spooling to {}", dir.display());
+    }
+    let spool_cfg = cfg.spool.spool_config();
+    let open_dir = dir.clone();
+    let spool =
+        match tokio::task::spawn_blocking(move || spool::SpoolHandle::open(&open_dir, spool_cfg)).await {
+            Ok(opened) => opened?,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+    let waiting = spool.pending();
+    if waiting > 0 {
+        tracing::info!("spool {}: {waiting} readings from before wait for the broker", dir.display());
+    }
+    let (publisher, eventloop) =
+        publisher::Publisher::new(&cfg, &lines, session, spool.clone()).map_err(RunError::Mqtt)?;
+    let (stop, stop_rx) = watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(publisher::drive(eventloop, publisher.clone(), stop_rx.clone())),
+        tokio::spawn(sender::send(publisher.clone(), stop_rx.clone())),
+        tokio::spawn(spool::keep(spool.clone(), stop_rx.clone())),
+    ];
+    // The periodic status stops with the pollers, so it never follows the goodbye.
+    let reporter =
+        tokio::spawn(publisher::report(publisher.clone(), cfg.gateway.status_every, shutdown.clone()));
     let devices: usize = lines.iter().map(|l| l.devices.len()).sum();
     tracing::info!(
         "gateway {} polling {devices} devices on {} lines (session {session})",
         cfg.gateway.id,
         lines.len()
     );
+    let options =
+        bus::BusOptions { status_every: cfg.gateway.status_every, policy: health::HealthPolicy::default() };
     let pollers: Vec<_> = lines
         .into_iter()
-        .map(|line| tokio::spawn(bus::run_line(line, publisher.clone(), session, shutdown.clone())))
+        .map(|line| tokio::spawn(bus::run_line(line, publisher.clone(), options, shutdown.clone())))
         .collect();
     for p in pollers {
         let _ = p.await;
     }
+    let _ = reporter.await;
     if !publisher.flush(Duration::from_secs(5)).await {
-        tracing::warn!("stopping with readings the broker has not acknowledged");
+        tracing::warn!(
+            "stopping with {} readings the broker has not acknowledged; they are sent at the next start",
+            spool.pending()
+        );
     }
-    publisher.goodbye(&birth).await;
-    let _ = driver_stop.send(true);
-    let _ = driver.await;
+    publisher.goodbye().await;
+    let _ = stop.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let r = publisher.report();
+    tracing::info!(
+        "stopped: spooled {}, sent {}, acked {}, replayed {}, dropped {} (full) {} (age), {} left in the spool",
+        r.spool.spooled,
+        r.sent,
+        r.spool.acked,
+        r.replayed,
+        r.spool.dropped_full,
+        r.spool.dropped_age,
+        spool.pending()
+    );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ingest demo` spawns the gateway on its runtime: the future must be `Send`.
+    #[test]
+    fn run_can_be_spawned() {
+        fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
+        let sim = sim::Simulator::new(
+            &sim::SimPlan {
+                counts: vec![("boiler".into(), 1)],
+                fault_period: Duration::from_secs(60),
+                fault_duration: Duration::ZERO,
+                fault_delay: Duration::ZERO,
+                fault_stagger: Duration::ZERO,
+            },
+            0,
+        )
+        .unwrap();
+        let text = sim.gateway_config(
+            "gw-send",
+            "127.0.0.1:5020".parse().unwrap(),
+            "mqtt://127.0.0.1:1",
+            Duration::from_secs(1),
+        );
+        let cfg = GatewayConfig::from_toml(&text).unwrap();
+        spawnable(run(cfg, watch::channel(false).1));
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use gateway::config::{Link, SerialFrame};
-use gateway::sim::{SerialDevice, SimPlan, Simulator};
+use gateway::sim::{LineFaults, SerialDevice, SimPlan, Simulator};
 use gateway::GatewayConfig;
 use tokio::sync::watch;
 
@@ -98,6 +98,16 @@ struct SimArgs {
     /// Poll interval for the written config.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     interval: Duration,
+    /// Units that never answer (a timeout on TCP and RTU alike), e.g. `3,5`.
+    #[arg(long, value_delimiter = ',', value_parser = gateway::sim::faults::parse_unit, value_name = "UNITS")]
+    dead_units: Vec<u8>,
+    /// UNIT:ADDRESS: the unit answers exception 2 (illegal data address) to any read of holding
+    /// or input registers covering the address, e.g. `3:104`. Repeatable or comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = gateway::sim::faults::parse_unit_address, value_name = "UNIT:ADDRESS")]
+    illegal_address: Vec<(u8, u16)>,
+    /// UNIT:DELAY: the unit answers only after the delay, e.g. `4:300ms`. Comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = gateway::sim::faults::parse_unit_delay, value_name = "UNIT:DELAY")]
+    slow_units: Vec<(u8, Duration)>,
 }
 
 fn shutdown_signal() -> watch::Receiver<bool> {
@@ -119,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Run { config } => {
@@ -169,7 +180,12 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         fault_delay: args.fault_delay,
         fault_stagger: args.fault_stagger,
     };
-    let sim = Arc::new(Simulator::new(&plan, gateway::bus::now_ms())?);
+    let faults = LineFaults {
+        dead_units: args.dead_units.iter().copied().collect(),
+        illegal_addresses: args.illegal_address.iter().copied().collect(),
+        slow_units: args.slow_units.iter().copied().collect(),
+    };
+    let sim = Arc::new(Simulator::new(&plan, gateway::bus::now_ms())?.with_line_faults(faults));
     if let Some(path) = &args.serial {
         let port = SerialDevice::open(path, args.baud)?;
         if let Some(config) = &args.write_config {
@@ -210,14 +226,28 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
 }
 
 fn print_devices(sim: &Simulator) {
+    let faults = sim.line_faults();
     for d in sim.devices() {
-        println!("  unit {:>3}  {:<12} {}", d.unit, d.id, d.profile.name);
+        let mut notes = Vec::new();
+        if faults.dead_units.contains(&d.unit) {
+            notes.push("dead (never answers)".to_string());
+        }
+        for (_, address) in faults.illegal_addresses.iter().filter(|(u, _)| *u == d.unit) {
+            notes.push(format!("refuses address {address}"));
+        }
+        if let Some(delay) = faults.slow_units.get(&d.unit) {
+            notes.push(format!("answers after {}", humantime::format_duration(*delay)));
+        }
+        let notes = if notes.is_empty() { String::new() } else { format!("  [{}]", notes.join(", ")) };
+        println!("  unit {:>3}  {:<12} {}{notes}", d.unit, d.id, d.profile.name);
     }
 }
 
-/// Writes the gateway config whole or not at all (a reader never sees half of it).
+/// Writes the gateway config whole or not at all (a reader never sees half of it). Its spool is
+/// the folder `spool` beside it, so each written config has its own.
 fn write_config(path: &Path, sim: &Simulator, args: &SimArgs, link: &Link) -> anyhow::Result<()> {
-    let text = sim.gateway_config_on(&args.gateway_id, link, &args.mqtt_url, args.interval);
+    let text = sim.gateway_config_on(&args.gateway_id, link, &args.mqtt_url, args.interval)
+        + "\n[spool]\ndir = \"spool\"   # beside this file\n";
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     std::fs::write(&tmp, text).with_context(|| format!("write {}", path.display()))?;

@@ -4,9 +4,16 @@
 //! Per table, points are sorted by address and a request is extended greedily while the next
 //! point still fits. Greedy is minimal here: any feasible request covers a run of consecutive
 //! points, a sub-run of a feasible run is feasible, so always taking the longest first run can
-//! never need more requests than another cover.
+//! never need more requests than another cover. The same holds with points left out and with
+//! cuts (places no request may read across, learnt by narrowing down an illegal address; see
+//! [`crate::narrow`]): [`plan_around`].
+
+use std::collections::BTreeSet;
 
 use crate::profile::{Profile, Table};
+
+/// A place no request may read across: between `address - 1` and `address` of `table`.
+pub type Cut = (Table, u32);
 
 /// One read request of a device's poll.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,7 +33,12 @@ impl ReadRequest {
 
 /// Plans the requests for one poll of a device of this profile.
 pub fn plan(profile: &Profile) -> Vec<ReadRequest> {
-    let mut order: Vec<usize> = (0..profile.points.len()).collect();
+    plan_around(profile, &BTreeSet::new(), &BTreeSet::new())
+}
+
+/// Plans the requests for the points not in `skip`, none of them reading across a cut.
+pub fn plan_around(profile: &Profile, skip: &BTreeSet<usize>, cuts: &BTreeSet<Cut>) -> Vec<ReadRequest> {
+    let mut order: Vec<usize> = (0..profile.points.len()).filter(|i| !skip.contains(i)).collect();
     order.sort_by_key(|&i| (profile.points[i].table, profile.points[i].address, profile.points[i].end()));
     let mut requests: Vec<ReadRequest> = Vec::new();
     for i in order {
@@ -35,7 +47,10 @@ pub fn plan(profile: &Profile) -> Vec<ReadRequest> {
         if let Some(last) = requests.last_mut() {
             let gap = p.address as i64 - last.end() as i64 - 1;
             let new_end = last.end().max(p.end());
-            if last.table == p.table && gap <= profile.max_gap as i64 && new_end - (last.start as u32) < limit
+            if last.table == p.table
+                && gap <= profile.max_gap as i64
+                && new_end - (last.start as u32) < limit
+                && !crosses_cut(cuts, p.table, last.start, new_end)
             {
                 last.count = (new_end - last.start as u32 + 1) as u16;
                 last.points.push(i);
@@ -45,6 +60,11 @@ pub fn plan(profile: &Profile) -> Vec<ReadRequest> {
         requests.push(ReadRequest { table: p.table, start: p.address, count: p.width(), points: vec![i] });
     }
     requests
+}
+
+/// Whether reading `start..=end` of `table` would read across one of `cuts`.
+pub fn crosses_cut(cuts: &BTreeSet<Cut>, table: Table, start: u16, end: u32) -> bool {
+    end > start as u32 && cuts.range((table, start as u32 + 1)..=(table, end)).next().is_some()
 }
 
 #[cfg(test)]
@@ -120,6 +140,25 @@ mod tests {
         assert_eq!(spans(&plan(&profile(5, 0, &pts))), vec![(Holding, 0, 4), (Holding, 4, 2)]);
         let far = [(Holding, 0, U16), (Holding, 124, U16), (Holding, 125, U16)];
         assert_eq!(spans(&plan(&profile(125, 200, &far))), vec![(Holding, 0, 125), (Holding, 125, 1)]);
+    }
+
+    #[test]
+    fn skipped_points_and_cuts_split_requests() {
+        let pts = [(Holding, 100, F32), (Holding, 102, U16), (Holding, 104, U16), (Holding, 110, U32)];
+        let p = profile(64, 8, &pts);
+        assert_eq!(spans(&plan(&p)), vec![(Holding, 100, 12)]);
+        let skip = BTreeSet::from([2]);
+        let none = BTreeSet::new();
+        // Without the point at 104 the gap would still be read across it.
+        assert_eq!(spans(&plan_around(&p, &skip, &none)), vec![(Holding, 100, 12)]);
+        let cuts = BTreeSet::from([(Holding, 104), (Holding, 105)]);
+        assert_eq!(spans(&plan_around(&p, &skip, &cuts)), vec![(Holding, 100, 3), (Holding, 110, 2)]);
+        // A cut in another table changes nothing.
+        let other = BTreeSet::from([(Input, 104)]);
+        assert_eq!(spans(&plan_around(&p, &BTreeSet::new(), &other)), vec![(Holding, 100, 12)]);
+        assert!(crosses_cut(&cuts, Holding, 100, 104));
+        assert!(!crosses_cut(&cuts, Holding, 104, 104), "a request starting at a cut does not cross it");
+        assert!(!crosses_cut(&cuts, Holding, 100, 103));
     }
 
     #[test]

@@ -1,84 +1,190 @@
-//! MQTT publishing: readings at QoS 1, a retained birth and last will on `status/{gateway}`,
-//! retained device health on `status/{gateway}/{device}`.
+//! MQTT publishing: readings at QoS 1 through the spool, a retained gateway status on
+//! `status/{gateway}` (birth, periodic, last will), retained device health on
+//! `status/{gateway}/{device}`.
 //!
-//! One task owns the rumqttc `EventLoop` and only polls it ([`drive`]); everything else
-//! publishes through the cloneable [`Publisher`]. The session is persistent (clean session off,
-//! stable client id), so QoS 1 messages queued while the link is down survive a reconnect.
+//! Three tasks share one [`Publisher`]:
+//! - [`drive`] owns the rumqttc `EventLoop` and only polls it: it never waits on anything
+//!   else (no publish, no file access; rumqttc#263). It follows each publish from queue to
+//!   PUBACK ([`crate::inflight`]) and tells the sender how far the broker has acknowledged.
+//! - [`crate::sender::send`] reads the spool in order and publishes while connected.
+//! - the pollers append readings to the spool ([`Publisher::reading`]) and hand device health
+//!   over ([`Publisher::device_status`]).
+//!
+//! A publish counts only within its connection. The session is persistent (clean session off,
+//! stable client id) but rumqttc's own resending is not used: when the link drops, every
+//! publish still queued or unacknowledged is taken out of rumqttc's queue, and after the
+//! reconnect the sender sends again from the first record the broker has not acknowledged, in
+//! order, and the birth and the latest device health are published again.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, ClientError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS};
+use rumqttc::{
+    AsyncClient, ClientError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS, Request,
+};
 use serde::Serialize;
 use telemetry::{Reading, Topic, Topics};
 use tokio::sync::watch;
 
-use crate::config::{parse_mqtt_url, GatewayConfig};
-
-/// Counts publishes handed to the client and acknowledged by the broker.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub queued: AtomicU64,
-    pub acked: AtomicU64,
-}
-
-#[derive(Clone)]
-pub struct Publisher {
-    client: AsyncClient,
-    topics: Topics,
-    partitions: u32,
-    gateway: String,
-    counters: Arc<Counters>,
-}
+use crate::bus::now_ms;
+use crate::config::{parse_mqtt_url, GatewayConfig, Line};
+use crate::inflight::{Inflight, Tag};
+use crate::spool::{SpoolCounters, SpoolHandle};
 
 /// Health of one device, retained on `status/{gateway}/{device}`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct DeviceStatus {
     pub online: bool,
     pub ts: i64,
+    pub unit: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     pub rtt_ms: u64,
     pub polls: u64,
     pub failed_polls: u64,
+    /// Requests that got no answer in time.
+    pub timeouts: u64,
+    /// Other transport errors (connection refused or reset, CRC errors on RTU, …).
+    pub transport_errors: u64,
+    /// Modbus exceptions answered.
+    pub exceptions: u64,
     pub overruns: u64,
+    /// Left out of the schedule after failing polls in a row; probed now and then.
+    pub quarantined: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_probe_ms: Option<i64>,
+    /// Points the device refuses (found by narrowing), with the exception; not read any more.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub bad_points: BTreeMap<String, String>,
+}
+
+/// The gateway's own counters (the spool counts the rest).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Records handed to the MQTT client (a record sent again after a reconnect counts again).
+    pub sent: AtomicU64,
+    /// Of those, the ones marked `replay`.
+    pub replayed: AtomicU64,
+    /// Records that could not be decoded (skipped).
+    pub undecodable: AtomicU64,
+}
+
+/// Spool and send counters, as published in the gateway status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SpoolReport {
+    #[serde(flatten)]
+    pub spool: SpoolCounters,
+    pub sent: u64,
+    pub replayed: u64,
+}
+
+/// The state of the MQTT connection, as the sender sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Connection {
+    /// Counts connections (ConnAcks) since start.
+    pub generation: u64,
+    pub connected: bool,
+    /// When this connection was acknowledged (ms since the epoch).
+    pub since_ms: i64,
+    /// Whether the broker was unreachable before this connection (a lost link or failed
+    /// attempts): readings polled before `since_ms` are then sent as replays.
+    pub after_outage: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("not connected to the broker")]
+    NotConnected,
+    #[error("the MQTT client's queue is full")]
+    Full,
+    #[error("mqtt client: {0}")]
+    Client(String),
+}
+
+#[derive(Clone, Serialize)]
+struct BirthDevice {
+    id: String,
+    kind: String,
+    profile: String,
+    line: String,
+    unit: u8,
 }
 
 #[derive(Serialize)]
 struct GatewayStatus<'a> {
     online: bool,
     sid: u64,
+    ts: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     town: Option<&'a str>,
-    devices: Vec<BirthDevice<'a>>,
+    devices: &'a [BirthDevice],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spool: Option<SpoolReport>,
 }
 
-#[derive(Serialize)]
-struct BirthDevice<'a> {
-    id: &'a str,
-    kind: &'a str,
-    profile: &'a str,
+struct LinkState {
+    inflight: Inflight,
+    connected: bool,
+    generation: u64,
+}
+
+struct Shared {
+    link: Mutex<LinkState>,
+    connection: watch::Sender<Connection>,
+    /// The highest record id the broker has acknowledged as a prefix.
+    acked: watch::Sender<u64>,
+    /// The latest health of each device, published again after every reconnect.
+    statuses: Mutex<BTreeMap<String, Vec<u8>>>,
+    counters: Counters,
+    spool: SpoolHandle,
+    topics: Topics,
+    partitions: u32,
+    gateway: String,
+    session: u64,
+    town: Option<String>,
+    devices: Vec<BirthDevice>,
+    status_topic: String,
+}
+
+/// The handle every task publishes through. Cloning is cheap.
+#[derive(Clone)]
+pub struct Publisher {
+    client: AsyncClient,
+    shared: Arc<Shared>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Publisher {
     /// Creates the client. Nothing is sent until [`drive`] polls the event loop.
-    pub fn new(cfg: &GatewayConfig, session: u64) -> Result<(Publisher, EventLoop, Birth), String> {
+    pub fn new(
+        cfg: &GatewayConfig,
+        lines: &[Line],
+        session: u64,
+        spool: SpoolHandle,
+    ) -> Result<(Publisher, EventLoop), String> {
         let (host, port) = parse_mqtt_url(&cfg.mqtt.url)?;
         let client_id = cfg.mqtt.client_id.clone().unwrap_or_else(|| cfg.gateway.id.clone());
         let topics = Topics::new(&cfg.mqtt.topic_prefix);
         let status_topic = topics.build(&Topic::GatewayStatus { gateway: cfg.gateway.id.clone() });
-        let lines = cfg.build().map_err(|e| e.to_string())?;
         let devices: Vec<BirthDevice> = lines
             .iter()
-            .flat_map(|l| &l.devices)
-            .map(|d| BirthDevice { id: &d.config.id, kind: &d.profile.kind, profile: &d.profile.name })
+            .flat_map(|l| l.devices.iter().map(move |d| (l, d)))
+            .map(|(l, d)| BirthDevice {
+                id: d.config.id.clone(),
+                kind: d.profile.kind.clone(),
+                profile: d.profile.name.clone(),
+                line: l.config.name.clone(),
+                unit: d.config.unit,
+            })
             .collect();
         let town = cfg.gateway.town.as_deref();
-        let birth = serde_json::to_vec(&GatewayStatus { online: true, sid: session, town, devices })
-            .map_err(|e| e.to_string())?;
-        let will = serde_json::to_vec(&GatewayStatus { online: false, sid: session, town, devices: vec![] })
-            .map_err(|e| e.to_string())?;
+        let will = GatewayStatus { online: false, sid: session, ts: 0, town, devices: &[], spool: None };
+        let will = serde_json::to_vec(&will).map_err(|e| e.to_string())?;
 
         let mut options = MqttOptions::new(client_id, host, port);
         options
@@ -86,7 +192,7 @@ impl Publisher {
             .set_clean_session(false)
             .set_max_packet_size(256 * 1024, 256 * 1024)
             .set_inflight(100)
-            .set_last_will(LastWill::new(&status_topic, will.clone(), QoS::AtLeastOnce, true));
+            .set_last_will(LastWill::new(&status_topic, will, QoS::AtLeastOnce, true));
         if let Some(user) = &cfg.mqtt.username {
             let password = match (&cfg.mqtt.password, &cfg.mqtt.password_file) {
                 (Some(p), _) => p.clone(),
@@ -99,46 +205,173 @@ impl Publisher {
             options.set_credentials(user, password);
         }
         let (client, eventloop) = AsyncClient::new(options, 1_000);
-        let publisher = Publisher {
-            client,
+        let shared = Shared {
+            link: Mutex::new(LinkState { inflight: Inflight::new(), connected: false, generation: 0 }),
+            connection: watch::Sender::new(Connection::default()),
+            acked: watch::Sender::new(0),
+            statuses: Mutex::default(),
+            counters: Counters::default(),
+            spool,
             topics,
             partitions: cfg.mqtt.partitions,
             gateway: cfg.gateway.id.clone(),
-            counters: Arc::default(),
+            session,
+            town: cfg.gateway.town.clone(),
+            devices,
+            status_topic,
         };
-        Ok((publisher, eventloop, Birth { topic: status_topic, online: birth, offline: will }))
+        Ok((Publisher { client, shared: Arc::new(shared) }, eventloop))
     }
 
     pub fn gateway(&self) -> &str {
-        &self.gateway
+        &self.shared.gateway
     }
 
-    pub fn counters(&self) -> Arc<Counters> {
-        self.counters.clone()
+    pub fn session(&self) -> u64 {
+        self.shared.session
     }
 
-    pub async fn reading(&self, reading: &Reading) -> Result<(), ClientError> {
-        let topic = self.topics.telemetry(self.partitions, &self.gateway, &reading.device);
-        self.client.publish(topic, QoS::AtLeastOnce, false, telemetry::encode(reading)).await?;
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+    pub fn spool(&self) -> &SpoolHandle {
+        &self.shared.spool
     }
 
-    pub async fn device_status(&self, device: &str, status: &DeviceStatus) -> Result<(), ClientError> {
-        let topic =
-            self.topics.build(&Topic::DeviceStatus { gateway: self.gateway.clone(), device: device.into() });
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    pub fn report(&self) -> SpoolReport {
+        let c = &self.shared.counters;
+        SpoolReport {
+            spool: self.shared.spool.counters(),
+            sent: c.sent.load(Ordering::Relaxed),
+            replayed: c.replayed.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn connection(&self) -> watch::Receiver<Connection> {
+        self.shared.connection.subscribe()
+    }
+
+    pub fn acked(&self) -> watch::Receiver<u64> {
+        self.shared.acked.subscribe()
+    }
+
+    /// The telemetry topic of a reading.
+    pub fn topic_of(&self, reading: &Reading) -> String {
+        self.shared.topics.telemetry(self.shared.partitions, &reading.gateway, &reading.device)
+    }
+
+    /// Appends a reading to the spool; the sender publishes it. Waits only when the spool is
+    /// full with `when_full = "block"` (until there is room or `stop` turns true).
+    pub async fn reading(
+        &self,
+        reading: &Reading,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<u64, telemetry::spool::SpoolError> {
+        self.shared.spool.append(telemetry::encode(reading), stop).await
+    }
+
+    /// Queues a publish in the client if connected (and, with `generation`, still on that
+    /// connection). Never waits.
+    pub fn publish(
+        &self,
+        topic: String,
+        retain: bool,
+        payload: Vec<u8>,
+        tag: Tag,
+        generation: Option<u64>,
+    ) -> Result<(), PublishError> {
+        let mut link = lock(&self.shared.link);
+        if !link.connected || generation.is_some_and(|g| g != link.generation) {
+            return Err(PublishError::NotConnected);
+        }
+        match self.client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
+            Ok(()) => {
+                link.inflight.queued(tag);
+                Ok(())
+            }
+            Err(ClientError::TryRequest(_)) => Err(PublishError::Full),
+            Err(e) => Err(PublishError::Client(e.to_string())),
+        }
+    }
+
+    /// Records sent on this connection and not yet acknowledged.
+    pub fn outstanding(&self) -> usize {
+        lock(&self.shared.link).inflight.outstanding()
+    }
+
+    /// Marks a record that cannot be sent as done, so later acknowledgements can pass it.
+    pub fn skip_record(&self, id: u64) {
+        let moved = lock(&self.shared.link).inflight.skipped(id);
+        if let Some(through) = moved {
+            self.shared.acked.send_replace(through);
+        }
+    }
+
+    /// Keeps the latest health of `device` and publishes it (retained) when connected.
+    pub fn device_status(&self, device: &str, status: &DeviceStatus) {
         let payload = serde_json::to_vec(status).unwrap_or_default();
-        self.client.publish(topic, QoS::AtLeastOnce, true, payload).await?;
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        lock(&self.shared.statuses).insert(device.to_string(), payload.clone());
+        let topic = self.device_status_topic(device);
+        if let Err(e) = self.publish(topic, true, payload, Tag::Other, None) {
+            tracing::debug!("device {device}: status not published now ({e}); it is sent again on reconnect");
+        }
     }
 
-    /// Waits until the broker has acknowledged everything queued, or `limit` passes.
+    fn device_status_topic(&self, device: &str) -> String {
+        self.shared
+            .topics
+            .build(&Topic::DeviceStatus { gateway: self.shared.gateway.clone(), device: device.into() })
+    }
+
+    /// The retained gateway status: online, session, devices and the spool's counters.
+    pub fn gateway_status(&self, online: bool) -> Vec<u8> {
+        let s = &self.shared;
+        let status = GatewayStatus {
+            online,
+            sid: s.session,
+            ts: now_ms(),
+            town: s.town.as_deref(),
+            devices: &s.devices,
+            spool: Some(self.report()),
+        };
+        serde_json::to_vec(&status).unwrap_or_default()
+    }
+
+    /// Publishes the gateway status (retained) if connected.
+    pub fn publish_gateway_status(&self, online: bool) -> Result<(), PublishError> {
+        self.publish(self.shared.status_topic.clone(), true, self.gateway_status(online), Tag::Other, None)
+    }
+
+    /// After a (re)connection: the birth, then every device's latest health.
+    async fn announce(&self, generation: u64) {
+        let mut messages = vec![(self.shared.status_topic.clone(), self.gateway_status(true))];
+        let statuses = lock(&self.shared.statuses).clone();
+        messages.extend(statuses.into_iter().map(|(d, p)| (self.device_status_topic(&d), p)));
+        for (topic, payload) in messages {
+            loop {
+                match self.publish(topic.clone(), true, payload.clone(), Tag::Other, Some(generation)) {
+                    Ok(()) => break,
+                    Err(PublishError::Full) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+
+    /// Waits until the broker has acknowledged every spooled reading and every other publish,
+    /// or `limit` passes.
     pub async fn flush(&self, limit: Duration) -> bool {
+        self.wait_acknowledged(limit, true).await
+    }
+
+    /// Waits until every publish queued is acknowledged (and, with `spool`, every spooled
+    /// reading too), or `limit` passes.
+    async fn wait_acknowledged(&self, limit: Duration, spool: bool) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let c = &self.counters;
-            if c.acked.load(Ordering::Relaxed) >= c.queued.load(Ordering::Relaxed) {
+            let idle = lock(&self.shared.link).inflight.unacknowledged() == 0;
+            if idle && (!spool || self.shared.spool.pending() == 0) {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -149,66 +382,153 @@ impl Publisher {
     }
 
     /// Publishes the offline status (a clean stop sends no last will) and disconnects.
-    pub async fn goodbye(&self, birth: &Birth) {
-        let _ = self.client.publish(&birth.topic, QoS::AtLeastOnce, true, birth.offline.clone()).await;
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        self.flush(Duration::from_secs(3)).await;
-        let _ = self.client.disconnect().await;
+    pub async fn goodbye(&self) {
+        if self.publish_gateway_status(false).is_ok() {
+            self.wait_acknowledged(Duration::from_secs(3), false).await;
+        }
+        let _ = self.client.try_disconnect();
+    }
+
+    fn connected(&self, after_outage: bool) -> u64 {
+        let mut link = lock(&self.shared.link);
+        link.connected = true;
+        link.generation += 1;
+        link.inflight.connection_lost();
+        let generation = link.generation;
+        self.shared.connection.send_replace(Connection {
+            generation,
+            connected: true,
+            since_ms: now_ms(),
+            after_outage,
+        });
+        generation
+    }
+
+    /// The link is gone: forget every publish in flight, in rumqttc's queues too (the sender
+    /// sends again from the spool after the reconnect).
+    fn connection_lost(&self, eventloop: &mut EventLoop) {
+        let mut link = lock(&self.shared.link);
+        // With the lock held nothing new is queued: take what is still in the request channel
+        // into `pending`, then drop every publish there.
+        eventloop.clean();
+        eventloop.pending.retain(|r| !matches!(r, Request::Publish(_)));
+        link.inflight.connection_lost();
+        if link.connected {
+            link.connected = false;
+            self.shared.connection.send_modify(|c| c.connected = false);
+        }
     }
 }
 
-/// The retained gateway status: the birth message and its offline counterpart.
-#[derive(Clone, Debug)]
-pub struct Birth {
-    pub topic: String,
-    pub online: Vec<u8>,
-    pub offline: Vec<u8>,
-}
+/// The longest wait between two connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Polls the event loop until `shutdown`, reconnecting with exponential backoff (rumqttc has
-/// none of its own) and publishing the birth message on every connection.
-pub async fn drive(
-    mut eventloop: EventLoop,
-    publisher: Publisher,
-    birth: Birth,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Polls the event loop until `stop`, reconnecting with exponential backoff (rumqttc has none
+/// of its own). Never waits on anything but the event loop and its backoff.
+pub async fn drive(mut eventloop: EventLoop, publisher: Publisher, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(200);
+    let mut outage = false;
+    let mut down_since: Option<tokio::time::Instant> = None;
     loop {
         let event = tokio::select! {
             e = eventloop.poll() => e,
-            _ = shutdown.changed() => {
+            _ = stop.changed() => {
                 // Keep polling briefly so the goodbye and the last acks go out.
-                let drain = async { while eventloop.poll().await.is_ok() {} };
+                let drain = async {
+                    loop {
+                        match eventloop.poll().await {
+                            Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                    }
+                };
                 let _ = tokio::time::timeout(Duration::from_secs(4), drain).await;
                 return;
             }
         };
         match event {
-            Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+            Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
                 backoff = Duration::from_millis(200);
-                tracing::info!("connected to the MQTT broker");
-                let (client, birth) = (publisher.client.clone(), birth.clone());
-                let counters = publisher.counters.clone();
-                tokio::spawn(async move {
-                    if client.publish(birth.topic, QoS::AtLeastOnce, true, birth.online).await.is_ok() {
-                        counters.queued.fetch_add(1, Ordering::Relaxed);
-                    }
-                });
+                let generation = publisher.connected(outage);
+                match down_since.take() {
+                    Some(t) => tracing::info!(
+                        "connected to the MQTT broker again after {:.1?} (session present: {})",
+                        t.elapsed(),
+                        ack.session_present
+                    ),
+                    None => tracing::info!(
+                        "connected to the MQTT broker (session present: {})",
+                        ack.session_present
+                    ),
+                }
+                outage = false;
+                let p = publisher.clone();
+                tokio::spawn(async move { p.announce(generation).await });
             }
-            Ok(Event::Incoming(Incoming::PubAck(_))) => {
-                publisher.counters.acked.fetch_add(1, Ordering::Relaxed);
+            // Only the goodbye sends a DISCONNECT: the session ends here.
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                publisher.connection_lost(&mut eventloop);
+                return;
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => {}
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                lock(&publisher.shared.link).inflight.written(pkid)
+            }
+            Ok(Event::Incoming(Incoming::PubAck(ack))) => {
+                let moved = lock(&publisher.shared.link).inflight.acked(ack.pkid);
+                if let Some(through) = moved {
+                    publisher.shared.acked.send_replace(through);
+                }
+            }
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!("MQTT connection: {e}; retrying in {backoff:?}");
+                publisher.connection_lost(&mut eventloop);
+                if !outage {
+                    tracing::warn!("MQTT broker unreachable: {e}; readings are spooled until it is back");
+                } else {
+                    tracing::debug!("MQTT connection: {e}; retrying in {backoff:?}");
+                }
+                outage = true;
+                down_since.get_or_insert_with(tokio::time::Instant::now);
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return,
+                    _ = stop.changed() => return,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
+        }
+    }
+}
+
+/// Publishes the gateway status (with the spool's counters) every `every`, and logs the
+/// counters when they changed, until `stop`.
+pub async fn report(publisher: Publisher, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut last = SpoolReport::default();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let _ = publisher.publish_gateway_status(true);
+        let now = publisher.report();
+        if now != last {
+            let s = now.spool;
+            tracing::info!(
+                "spool: spooled {}, sent {}, acked {}, replayed {}, dropped {} (full) {} (age), corrupt {}, \
+                 pending {} ({} bytes)",
+                s.spooled,
+                now.sent,
+                s.acked,
+                now.replayed,
+                s.dropped_full,
+                s.dropped_age,
+                s.corrupt,
+                s.pending,
+                s.bytes
+            );
+            last = now;
         }
     }
 }

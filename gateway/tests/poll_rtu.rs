@@ -195,4 +195,5 @@ async fn sim_binary_serves_rtu_over_tcp_and_writes_a_config_for_it() {
     poll_the_sim_binary(&dir, &["--rtu-over-tcp", "--listen", "127.0.0.1:0"]).await;
     let cfg = GatewayConfig::load(&dir.0.join("gateway.toml")).unwrap();
     assert!(matches!(cfg.build().unwrap()[0].link, Link::RtuOverTcp { .. }));
+    assert_eq!(cfg.spool_dir(), dir.0.join("spool"), "the written config's spool is beside it");
 }

@@ -209,7 +209,8 @@ pub fn binary(name: &str) -> PathBuf {
         let exe = std::env::current_exe().expect("test executable path");
         // Tests run from target/<profile>/deps, tools (the load test) from target/<profile>.
         let parent = exe.parent().expect("executable folder");
-        let profile_dir = if parent.ends_with("deps") { parent.parent().unwrap_or(parent) } else { parent }.to_path_buf();
+        let profile_dir =
+            if parent.ends_with("deps") { parent.parent().unwrap_or(parent) } else { parent }.to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", "gateway", "-p", "ingest", "-p", "rules", "--bins"]);

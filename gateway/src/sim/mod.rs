@@ -4,9 +4,11 @@
 //!
 //! [`Simulator::answer`] is the pure core (a request and a time in, a response out);
 //! [`Simulator::answer_on_bus`] adds what a serial bus does with a unit nobody has (silence).
+//! [`LineFaults`] ([`faults`]) adds units that never answer, refuse an address or answer late.
 //! The socket and serial shells are in [`serve`]. The registers are written with the same
 //! profiles and `register::encode_registers` the poller decodes with.
 
+pub mod faults;
 pub mod model;
 pub mod serve;
 
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 use tokio_modbus::{ExceptionCode, Request, Response};
 
+pub use faults::{LineFaults, SimCounters};
 pub use model::{FaultSchedule, Model};
 pub use serve::{serve, serve_rtu_over_tcp, serve_serial, SerialDevice};
 
@@ -70,6 +73,8 @@ pub struct Simulator {
     devices: BTreeMap<u8, SimDevice>,
     /// A fixed time to answer at instead of the wall clock (tests).
     frozen_at: Option<i64>,
+    line_faults: LineFaults,
+    counters: Arc<SimCounters>,
 }
 
 impl Simulator {
@@ -107,13 +112,38 @@ impl Simulator {
                 );
             }
         }
-        Ok(Simulator { devices, frozen_at: None })
+        Ok(Simulator {
+            devices,
+            frozen_at: None,
+            line_faults: LineFaults::default(),
+            counters: Arc::default(),
+        })
     }
 
     /// Answers every request as at `at_ms`, so tests know the exact values served.
     pub fn frozen_at(mut self, at_ms: i64) -> Self {
         self.frozen_at = Some(at_ms);
         self
+    }
+
+    /// Makes units of the line misbehave (see [`LineFaults`]).
+    pub fn with_line_faults(mut self, faults: LineFaults) -> Self {
+        self.line_faults = faults;
+        self
+    }
+
+    pub fn line_faults(&self) -> &LineFaults {
+        &self.line_faults
+    }
+
+    /// What the serve shells answered so far.
+    pub fn counters(&self) -> &SimCounters {
+        &self.counters
+    }
+
+    /// How long `unit` takes to answer (zero but for slow units).
+    pub fn delay_for(&self, unit: u8) -> Duration {
+        self.line_faults.slow_units.get(&unit).copied().unwrap_or_default()
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -140,7 +170,8 @@ impl Simulator {
 
     /// Answers one request at `now_ms`. Addresses between a table's first and last point read
     /// as zero when unmapped (so gap-filling requests work); outside that range they are an
-    /// illegal data address, as on real firmware.
+    /// illegal data address, as on real firmware, and so is any register read covering an
+    /// address of [`LineFaults::illegal_addresses`].
     pub fn answer(&self, unit: u8, request: &Request<'_>, now_ms: i64) -> Result<Response, ExceptionCode> {
         let device = self.devices.get(&unit).ok_or(ExceptionCode::GatewayTargetDevice)?;
         let (table, start, count) = match *request {
@@ -161,6 +192,9 @@ impl Simulator {
         if start < first || end > last as u32 {
             return Err(ExceptionCode::IllegalDataAddress);
         }
+        if !table.is_bits() && self.line_faults.refuses(unit, start, end) {
+            return Err(ExceptionCode::IllegalDataAddress);
+        }
         let words = (start as u32..=end).map(|a| image.get(&(a as u16)).copied().unwrap_or(0));
         Ok(match table {
             Table::Coil => Response::ReadCoils(words.map(|w| w != 0).collect()),
@@ -172,14 +206,26 @@ impl Simulator {
 
     /// What a device on a serial bus does with a request to `unit`: the [`Simulator::answer`]
     /// of the device that has it, or `None` (silence, as on a real RS-485 bus) when none has
-    /// it, the broadcast address 0 included.
+    /// it, the broadcast address 0 included, or when it is dead.
     pub fn answer_on_bus(
         &self,
         unit: u8,
         request: &Request<'_>,
         now_ms: i64,
     ) -> Option<Result<Response, ExceptionCode>> {
-        self.devices.contains_key(&unit).then(|| self.answer(unit, request, now_ms))
+        (self.devices.contains_key(&unit) && !self.line_faults.dead_units.contains(&unit))
+            .then(|| self.answer(unit, request, now_ms))
+    }
+
+    /// What a Modbus TCP gateway in front of the devices answers: [`Simulator::answer`] (an
+    /// unknown unit gets exception 11), or `None` for a dead unit (it times out).
+    pub fn answer_on_tcp(
+        &self,
+        unit: u8,
+        request: &Request<'_>,
+        now_ms: i64,
+    ) -> Option<Result<Response, ExceptionCode>> {
+        (!self.line_faults.dead_units.contains(&unit)).then(|| self.answer(unit, request, now_ms))
     }
 
     /// A gateway config that polls every simulated device at `interval` over one TCP line.
@@ -281,6 +327,27 @@ mod tests {
         );
         assert_eq!(sim.answer_on_bus(99, &read, 0), None, "nobody has unit 99");
         assert_eq!(sim.answer_on_bus(0, &read, 0), None, "broadcast: nobody answers");
+    }
+
+    #[test]
+    fn dead_units_stay_silent_and_refusing_units_refuse_only_that_address() {
+        let faults = LineFaults {
+            dead_units: [5].into(),
+            illegal_addresses: [(3, 104)].into(),
+            slow_units: [(4, Duration::from_millis(300))].into(),
+        };
+        let sim = Simulator::new(&plan(), 0).unwrap().with_line_faults(faults);
+        let block = Request::ReadHoldingRegisters(100, 21);
+        assert_eq!(sim.answer_on_tcp(5, &block, 0), None);
+        assert_eq!(sim.answer_on_bus(5, &block, 0), None);
+        assert_eq!(sim.answer_on_tcp(3, &block, 0), Some(Err(ExceptionCode::IllegalDataAddress)));
+        assert_eq!(sim.answer_on_bus(3, &block, 0), Some(Err(ExceptionCode::IllegalDataAddress)));
+        assert!(sim.answer(3, &Request::ReadHoldingRegisters(100, 4), 0).is_ok());
+        assert!(sim.answer(3, &Request::ReadHoldingRegisters(105, 16), 0).is_ok());
+        assert!(sim.answer(4, &block, 0).is_ok(), "another boiler reads 104 fine");
+        assert_eq!(sim.delay_for(4), Duration::from_millis(300));
+        assert_eq!(sim.delay_for(3), Duration::ZERO);
+        assert_eq!(sim.answer_on_tcp(99, &block, 0), Some(Err(ExceptionCode::GatewayTargetDevice)));
     }
 
     #[test]

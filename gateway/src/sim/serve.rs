@@ -6,11 +6,15 @@
 //!
 //! On RTU a request for a unit no simulated device has gets no answer at all, as on a real
 //! bus; Modbus TCP answers it with exception 11 (gateway target device failed to respond).
+//! A dead unit ([`super::LineFaults`]) gets no answer on either; a slow one is answered after
+//! its delay (here, so [`Simulator::answer`] stays pure). Every request is counted in
+//! [`Simulator::counters`].
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,17 +51,32 @@ impl tokio_modbus::server::Service for Service {
 
     fn call(&self, req: Self::Request) -> Self::Future {
         let now = self.sim.now_ms();
-        let result = match self.framing {
-            Framing::Mbap => self.sim.answer(req.slave, &req.request, now).map(Some),
-            Framing::Rtu => match self.sim.answer_on_bus(req.slave, &req.request, now) {
-                Some(answer) => answer.map(Some),
-                None => {
-                    tracing::debug!("no simulated device has unit {}: staying silent", req.slave);
-                    Ok(None)
-                }
-            },
+        let answer = match self.framing {
+            Framing::Mbap => self.sim.answer_on_tcp(req.slave, &req.request, now),
+            Framing::Rtu => self.sim.answer_on_bus(req.slave, &req.request, now),
         };
-        Box::pin(std::future::ready(result))
+        let counters = self.sim.counters();
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        let result = match answer {
+            Some(Ok(response)) => Ok(Some(response)),
+            Some(Err(code)) => {
+                counters.exceptions.fetch_add(1, Ordering::Relaxed);
+                Err(code)
+            }
+            None => {
+                tracing::debug!("unit {} does not answer: staying silent", req.slave);
+                counters.unanswered.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+        };
+        let delay = self.sim.delay_for(req.slave);
+        if delay.is_zero() {
+            return Box::pin(std::future::ready(result));
+        }
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            result
+        })
     }
 }
 

@@ -1,9 +1,12 @@
 //! What the polling tests share: the simulated fleet at a frozen time, a line config that
 //! reaches it, polling every device of a line, the exact checks of decoded values against the
 //! model, and real serial lines (a socat pty pair) and child processes killed on drop.
+//! [`broker`]: a real Mosquitto, an MQTT collector and the `gateway` binary.
 
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
+
+pub mod broker;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

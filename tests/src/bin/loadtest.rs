@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use system_tests::{free_port, publish_readings, start_ingest, wait_for, Mosquitto, Victoria};
 
 fn metric(port: u16, name: &str) -> f64 {
-    let text = ureq::get(&format!("http://127.0.0.1:{port}/metrics")).call().ok().and_then(|r| r.into_string().ok());
+    let text =
+        ureq::get(&format!("http://127.0.0.1:{port}/metrics")).call().ok().and_then(|r| r.into_string().ok());
     text.unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
@@ -24,7 +25,9 @@ fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -61,7 +64,8 @@ fn main() {
     let started = Instant::now();
     let port = broker.port;
     let per_device = readings / devices;
-    let publisher = std::thread::spawn(move || publish_readings(port, "gw-load", devices, per_device, Duration::ZERO));
+    let publisher =
+        std::thread::spawn(move || publish_readings(port, "gw-load", devices, per_device, Duration::ZERO));
     let sub_done = wait_for(Duration::from_secs(600), "mosquitto_sub to count every reading", || {
         sub.try_wait().ok().flatten().map(|_| started.elapsed())
     });

@@ -1,0 +1,440 @@
+//! The gateway's spool: every reading is appended to a crash-safe disk queue
+//! ([`telemetry::spool`]) before it is published, and acknowledged there only once the broker
+//! has acknowledged it. This module holds the `[spool]` config section and [`SpoolHandle`],
+//! the spool shared by the pollers (append, and sync in groups), the sender (read, rewind,
+//! acknowledge) and the keeper task ([`keep`]: the last group's sync, expiry). File work runs
+//! on tokio's blocking pool, never on a task that must stay responsive.
+//!
+//! One process per spool folder: a `lock` file holds the owner's pid and is taken over only
+//! when that process is gone (after a crash).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use telemetry::spool::{ByteSize, Record, Spool, SpoolConfig, SpoolError, WhenFull};
+use tokio::sync::{watch, Notify};
+
+/// Appended records are synced to disk together at most this long after they were written.
+pub const SYNC_EVERY: Duration = Duration::from_millis(50);
+/// How often records past `max_age` are looked for.
+const EXPIRE_EVERY: Duration = Duration::from_secs(10);
+
+fn default_max_bytes() -> ByteSize {
+    ByteSize(512 * 1024 * 1024)
+}
+fn default_max_age() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+
+/// `when_full` in `[spool]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFullSetting {
+    /// Delete the oldest records (counted as dropped) to make room.
+    #[default]
+    DropOldest,
+    /// Keep everything; the pollers wait (and miss polls, counted as overruns) until there is room.
+    Block,
+}
+
+/// The `[spool]` section of `gateway.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolSettings {
+    /// The spool's folder; relative to the config file. Default: `{temp dir}/gateway-spool/{id}`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Most bytes on disk (`"512MiB"`, or a number of bytes).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// Records older than this are dropped (counted); `"0s"` keeps them however old.
+    #[serde(default = "default_max_age", with = "humantime_serde")]
+    pub max_age: Duration,
+    #[serde(default)]
+    pub when_full: WhenFullSetting,
+}
+
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        SpoolSettings {
+            dir: None,
+            max_bytes: default_max_bytes(),
+            max_age: default_max_age(),
+            when_full: WhenFullSetting::default(),
+        }
+    }
+}
+
+/// The smallest `max_bytes` accepted.
+pub const MIN_SPOOL_BYTES: u64 = 64 * 1024;
+
+impl SpoolSettings {
+    /// The folder for gateway `gateway_id`: `dir`, or the default under the temp dir.
+    pub fn folder(&self, gateway_id: &str) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| std::env::temp_dir().join("gateway-spool").join(gateway_id))
+    }
+
+    pub fn spool_config(&self) -> SpoolConfig {
+        let max_bytes = self.max_bytes.0;
+        SpoolConfig {
+            max_bytes,
+            max_age: (!self.max_age.is_zero()).then_some(self.max_age),
+            when_full: match self.when_full {
+                WhenFullSetting::DropOldest => WhenFull::DropOldest,
+                WhenFullSetting::Block => WhenFull::Block,
+            },
+            // Several segments fit, so dropping the oldest frees a part, not everything.
+            segment_bytes: (max_bytes / 8).clamp(4 * 1024, 16 * 1024 * 1024),
+            ..SpoolConfig::default()
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("spool {dir}: in use by process {pid} (one gateway per spool folder)")]
+    InUse { dir: String, pid: u32 },
+    #[error("spool {dir}: {why}")]
+    Lock { dir: String, why: std::io::Error },
+}
+
+/// What the spool counted, for the gateway status and logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SpoolCounters {
+    /// Readings appended since start.
+    pub spooled: u64,
+    /// Records acknowledged by the broker (and so in the spool).
+    pub acked: u64,
+    /// Unacknowledged records deleted because the spool was full.
+    pub dropped_full: u64,
+    /// Unacknowledged records deleted because they were older than `max_age`.
+    pub dropped_age: u64,
+    /// Records skipped because they were damaged on disk.
+    pub corrupt: u64,
+    /// Records waiting for the broker's acknowledgement.
+    pub pending: u64,
+    pub bytes: u64,
+}
+
+/// The spool and when its oldest unsynced record was appended.
+struct Guarded {
+    spool: Spool,
+    unsynced_since: Option<Instant>,
+}
+
+impl Guarded {
+    fn sync(&mut self) -> Result<(), SpoolError> {
+        if self.unsynced_since.take().is_some() {
+            self.spool.sync()?;
+        }
+        Ok(())
+    }
+
+    fn counters(&self) -> SpoolCounters {
+        let stats = self.spool.stats();
+        SpoolCounters {
+            spooled: stats.appended,
+            acked: stats.acked,
+            dropped_full: stats.dropped_full,
+            dropped_age: stats.dropped_age,
+            corrupt: stats.corrupt,
+            pending: self.spool.pending(),
+            bytes: self.spool.bytes(),
+        }
+    }
+}
+
+struct Inner {
+    spool: Mutex<Guarded>,
+    /// The counters after the last operation, readable without waiting for file work.
+    snapshot: Mutex<SpoolCounters>,
+    dir: PathBuf,
+    /// An append happened (the sender waits on it).
+    appended: Notify,
+    /// Room was made (acknowledged or expired records; appenders blocked on a full spool wait on it).
+    room: Notify,
+    _lock: DirLock,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The spool, shared. Cloning is cheap.
+#[derive(Clone)]
+pub struct SpoolHandle(Arc<Inner>);
+
+impl SpoolHandle {
+    /// Opens (or creates) the spool in `dir`, recovering from a crash. Blocking.
+    pub fn open(dir: &Path, cfg: SpoolConfig) -> Result<SpoolHandle, OpenError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|why| OpenError::Lock { dir: dir.display().to_string(), why })?;
+        let lock = DirLock::take(dir)?;
+        let guarded = Guarded { spool: Spool::open(dir, cfg)?, unsynced_since: None };
+        Ok(SpoolHandle(Arc::new(Inner {
+            snapshot: Mutex::new(guarded.counters()),
+            spool: Mutex::new(guarded),
+            dir: dir.to_path_buf(),
+            appended: Notify::new(),
+            room: Notify::new(),
+            _lock: lock,
+        })))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.0.dir
+    }
+
+    /// Runs `f` on the spool on tokio's blocking pool.
+    async fn with<T: Send + 'static>(&self, f: impl FnOnce(&mut Guarded) -> T + Send + 'static) -> T {
+        let inner = self.0.clone();
+        let run = move || {
+            let mut g = lock(&inner.spool);
+            let out = f(&mut g);
+            *lock(&inner.snapshot) = g.counters();
+            out
+        };
+        match tokio::task::spawn_blocking(run).await {
+            Ok(v) => v,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// Appends `payload`; records are synced in groups: the append that finds the oldest
+    /// unsynced record [`SYNC_EVERY`] old syncs them all ([`keep`] syncs a group no later
+    /// append comes for). With `when_full = "block"` and the spool full, waits for room until
+    /// `stop` turns true (then gives the full error back).
+    pub async fn append(
+        &self,
+        payload: Vec<u8>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<u64, SpoolError> {
+        let payload = Arc::new(payload);
+        loop {
+            let p = payload.clone();
+            let appended = self
+                .with(move |g| {
+                    let id = g.spool.append(&p)?;
+                    let since = *g.unsynced_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= SYNC_EVERY {
+                        g.sync()?;
+                    }
+                    Ok(id)
+                })
+                .await;
+            match appended {
+                Ok(id) => {
+                    self.0.appended.notify_one();
+                    return Ok(id);
+                }
+                Err(SpoolError::Full { .. }) if !*stop.borrow() => {
+                    tokio::select! {
+                        _ = self.0.room.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits until something is appended (or returns at once if something was since the last wait).
+    pub async fn appended(&self) {
+        self.0.appended.notified().await
+    }
+
+    pub async fn read(&self, max: usize) -> Result<Vec<Record>, SpoolError> {
+        self.with(move |g| g.spool.read(max)).await
+    }
+
+    pub async fn rewind(&self) {
+        self.with(|g| g.spool.rewind()).await
+    }
+
+    pub async fn ack_through(&self, id: u64) -> Result<(), SpoolError> {
+        let result = self.with(move |g| g.spool.ack_through(id)).await;
+        self.0.room.notify_waiters();
+        result
+    }
+
+    /// Syncs what was appended since the last sync, if anything.
+    pub async fn sync(&self) -> Result<(), SpoolError> {
+        self.with(|g| g.sync()).await
+    }
+
+    pub async fn expire(&self) -> Result<u64, SpoolError> {
+        let dropped = self.with(|g| g.spool.expire(SystemTime::now())).await?;
+        if dropped > 0 {
+            self.0.room.notify_waiters();
+        }
+        Ok(dropped)
+    }
+
+    /// Records not yet acknowledged, as of the last operation (never waits for file work).
+    pub fn pending(&self) -> u64 {
+        lock(&self.0.snapshot).pending
+    }
+
+    /// The counters as of the last operation (never waits for file work).
+    pub fn counters(&self) -> SpoolCounters {
+        *lock(&self.0.snapshot)
+    }
+}
+
+/// Syncs what no later append synced (within [`SYNC_EVERY`]) and drops expired records,
+/// until `stop` turns true; then syncs once more.
+pub async fn keep(spool: SpoolHandle, mut stop: watch::Receiver<bool>) {
+    let mut sync = tokio::time::interval(SYNC_EVERY);
+    sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut expire = tokio::time::interval(EXPIRE_EVERY);
+    expire.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = sync.tick() => {
+                if let Err(e) = spool.sync().await {
+                    tracing::error!("{e}");
+                }
+            }
+            _ = expire.tick() => match spool.expire().await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!("spool: dropped {n} readings older than max_age"),
+                Err(e) => tracing::error!("{e}"),
+            },
+            _ = stop.changed() => {
+                if let Err(e) = spool.sync().await {
+                    tracing::error!("{e}");
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Folders locked by this process (a pid file alone cannot tell our own lock from a stale
+/// one left by an earlier process that had our pid).
+fn held() -> &'static Mutex<BTreeSet<PathBuf>> {
+    static HELD: OnceLock<Mutex<BTreeSet<PathBuf>>> = OnceLock::new();
+    HELD.get_or_init(Default::default)
+}
+
+/// The `lock` file of a spool folder, removed on drop.
+struct DirLock {
+    path: PathBuf,
+    key: PathBuf,
+}
+
+impl DirLock {
+    fn take(dir: &Path) -> Result<DirLock, OpenError> {
+        let key = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        let path = dir.join("lock");
+        let me = std::process::id();
+        let mut held = held().lock().unwrap_or_else(|e| e.into_inner());
+        if held.contains(&key) {
+            return Err(OpenError::InUse { dir: dir.display().to_string(), pid: me });
+        }
+        if let Some(pid) = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+            let alive = pid != me && Path::new(&format!("/proc/{pid}")).exists();
+            if alive {
+                return Err(OpenError::InUse { dir: dir.display().to_string(), pid });
+            }
+            tracing::info!("spool {}: taking over the lock of process {pid}, which is gone", dir.display());
+        }
+        let lock_error = |why| OpenError::Lock { dir: dir.display().to_string(), why };
+        let tmp = dir.join("lock.tmp");
+        std::fs::write(&tmp, format!("{me}\n")).map_err(lock_error)?;
+        std::fs::rename(&tmp, &path).map_err(lock_error)?;
+        held.insert(key.clone());
+        Ok(DirLock { path, key })
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        held().lock().unwrap_or_else(|e| e.into_inner()).remove(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gw-spool-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn settings_parse_with_defaults_and_units() {
+        let s: SpoolSettings = toml::from_str("").unwrap();
+        assert_eq!(s.max_bytes, ByteSize(512 << 20));
+        assert_eq!(s.max_age, Duration::from_secs(7 * 86_400));
+        assert_eq!(s.when_full, WhenFullSetting::DropOldest);
+        assert!(s.folder("gw-7").ends_with("gateway-spool/gw-7"));
+        let s: SpoolSettings = toml::from_str(
+            "dir = \"/var/lib/gateway/spool\"\nmax_bytes = \"1MiB\"\nmax_age = \"0s\"\nwhen_full = \"block\"",
+        )
+        .unwrap();
+        let cfg = s.spool_config();
+        assert_eq!((cfg.max_bytes, cfg.max_age, cfg.when_full), (1 << 20, None, WhenFull::Block));
+        assert_eq!(cfg.segment_bytes, 128 * 1024);
+        assert_eq!(s.folder("x"), PathBuf::from("/var/lib/gateway/spool"));
+        assert!(toml::from_str::<SpoolSettings>("when_full = \"drop_newest\"").is_err());
+        assert!(toml::from_str::<SpoolSettings>("max_bytes = \"12 parsecs\"").is_err());
+    }
+
+    #[tokio::test]
+    async fn one_process_per_folder_and_a_stale_lock_is_taken_over() {
+        let dir = temp("lock");
+        let a = SpoolHandle::open(&dir, SpoolConfig::default()).unwrap();
+        let err = SpoolHandle::open(&dir, SpoolConfig::default()).err().unwrap();
+        assert!(matches!(err, OpenError::InUse { .. }), "{err}");
+        drop(a);
+        // A lock left by a process that is gone (pid far above any real one).
+        std::fs::write(dir.join("lock"), "4000000000\n").unwrap();
+        let b = SpoolHandle::open(&dir, SpoolConfig::default()).unwrap();
+        let mut stop = watch::channel(false).1;
+        assert_eq!(b.append(b"one".to_vec(), &mut stop).await.unwrap(), 1);
+        drop(b);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn block_waits_for_room_and_gives_up_on_stop() {
+        let dir = temp("block");
+        // Records of 76 bytes (16 of header), one segment each: two fit in 200 bytes.
+        let cfg = SpoolConfig {
+            max_bytes: 200,
+            when_full: WhenFull::Block,
+            segment_bytes: 50,
+            ..Default::default()
+        };
+        let spool = SpoolHandle::open(&dir, cfg).unwrap();
+        let (stop_tx, mut stop) = watch::channel(false);
+        let first = spool.append(vec![b'x'; 60], &mut stop).await.unwrap();
+        spool.append(vec![b'x'; 60], &mut stop).await.unwrap();
+        let waiting = {
+            let spool = spool.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move { spool.append(vec![b'y'; 60], &mut stop).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "full: the appender waits");
+        spool.ack_through(first).await.unwrap();
+        let third = waiting.await.unwrap().unwrap();
+        assert_eq!(third, 3, "room made by the acknowledgement");
+        assert_eq!(spool.pending(), 2);
+        assert_eq!(spool.counters().dropped_full, 0, "block never drops");
+        stop_tx.send(true).unwrap();
+        assert!(matches!(spool.append(vec![b'z'; 60], &mut stop).await, Err(SpoolError::Full { .. })));
+        drop(spool);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
