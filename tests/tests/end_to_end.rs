@@ -91,7 +91,7 @@ fn readings_of_all_four_kinds_reach_the_tsdb_and_a_fault_fires_and_resolves() {
     assert_readings_stored(&vm, &published, Duration::from_secs(30));
 
     // Health and metrics.
-    let get = |path: &str| ureq::get(&format!("http://127.0.0.1:{http_port}{path}")).call();
+    let get = |path: &str| ureq::get(&format!("http://127.0.0.1:{http_port}{path}")).call().map_err(Box::new);
     assert_eq!(get("/healthz").expect("healthz").status(), 200);
     assert_eq!(get("/readyz").expect("readyz").status(), 200, "subscribed, so ready");
     let metrics = get("/metrics").expect("metrics").into_string().expect("text");
