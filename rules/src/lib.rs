@@ -1,31 +1,41 @@
 //! The rules engine, with no I/O and no clock: readings go in with their own timestamps,
-//! alert transitions come out. Ingest hosts it; the `rules` CLI checks rule files offline.
+//! alert transitions come out. Ingest hosts it; the `rules` CLI checks rule files and registries
+//! offline.
 //!
 //! Module map, in the order data flows:
 //! - [`rule_file`]: TOML rule files to validated [`Rule`]s of each type (threshold, fault_code,
-//!   bits, no_data, gateway_no_data); every problem as `file:line:col`.
+//!   bits, no_data, gateway_no_data, inspection); every problem as `file:line:col`.
 //! - [`expr`]: CEL conditions, compiled once, evaluated over a reading's values and the
 //!   `device` map, with helpers for Modbus data (`bit(x, n)`).
 //! - [`window`]: `avg`, `max`, `min`, `delta`, `rate` over a device's recent readings: calls
 //!   rewritten into variables at parse time, per-device sample series, aggregates.
 //! - [`alert`]: one alert's state machine (inactive, pending, firing), stepped at reading time.
+//! - [`registry`]: the equipment registry (CSV) to units and their `device.…` attributes; the
+//!   overdue rate; a synthetic city-sized registry.
+//! - [`inspection`]: inspection, verification and service-life due dates per kind and
+//!   regulation, and where a due date stands on a day ([`date`]: civil-date arithmetic).
 //! - [`engine`]: all rules over all devices: picks the rules of a reading's kind, steps their
 //!   alerts, renders messages ([`template`]) and returns the transitions; `tick` gives it the
-//!   host's time for the no-data rules.
-//! - [`unit_test`]: `rules test` files (series notation on a virtual clock, expected alerts),
-//!   run against an engine.
+//!   host's time for the no-data rules and, over the registry, the inspection rules.
+//! - [`unit_test`]: `rules test` files (series notation and registry rows on a virtual clock,
+//!   expected alerts), run against an engine.
 
 pub mod alert;
+pub mod date;
 pub mod engine;
 pub mod expr;
+pub mod inspection;
+pub mod registry;
 pub mod rule_file;
 pub mod template;
 pub mod unit_test;
 pub mod window;
 
 pub use alert::{AlertState, Transition};
+pub use date::Date;
 pub use engine::Engine;
-pub use rule_file::{Codes, Diagnostic, Rule, RuleSet, RuleType, Severity};
+pub use registry::{OverdueReport, Registry, Unit};
+pub use rule_file::{Codes, Diagnostic, InspectionRule, Rule, RuleSet, RuleType, Severity};
 
 /// The default rule pack shipped in `deploy/rules/`, compiled in for `ingest demo`.
 pub const DEFAULT_PACK: &[(&str, &str)] = &[
@@ -34,6 +44,7 @@ pub const DEFAULT_PACK: &[(&str, &str)] = &[
     ("deploy/rules/water_meter.toml", include_str!("../../deploy/rules/water_meter.toml")),
     ("deploy/rules/charging_pile.toml", include_str!("../../deploy/rules/charging_pile.toml")),
     ("deploy/rules/gateway.toml", include_str!("../../deploy/rules/gateway.toml")),
+    ("deploy/rules/inspection.toml", include_str!("../../deploy/rules/inspection.toml")),
 ];
 
 /// The default rule pack, parsed.

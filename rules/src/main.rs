@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 use rules::rule_file::expand;
 use rules::{unit_test, RuleSet};
 
+mod registry_cli;
+
 /// Tools for engineers who write rule files: check them and unit-test them offline, before they
 /// reach ingest.
 #[derive(Parser)]
@@ -33,6 +35,9 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// The equipment registry (CSV): check it, write a synthetic one, show the overdue rate.
+    #[command(subcommand)]
+    Registry(registry_cli::RegistryCommand),
 }
 
 fn check(files: &[PathBuf]) -> ExitCode {
@@ -86,5 +91,6 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check { files } => check(&files),
         Command::Test { files } => test(&files),
+        Command::Registry(command) => registry_cli::run(command),
     }
 }

@@ -1,6 +1,7 @@
 //! All rules over all devices. [`Engine::process`] takes one reading and returns the alert
 //! transitions it causes, stamped with the reading's time; [`Engine::tick`] tells the engine the
-//! host's time, for the no-data rules, since the engine has no clock of its own.
+//! host's time, for the no-data and inspection rules, since the engine has no clock of its own.
+//! [`Engine::set_registry`] gives it the equipment registry: attributes and inspection units.
 //!
 //! State per device: its alerts, keyed by rule and code (the code or bit of a `per_code` rule,
 //! none otherwise), and one window series per point its kind's rules aggregate. Per gateway:
@@ -8,17 +9,26 @@
 //!
 //! [`alert::step`]: crate::alert::step
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
+use std::sync::Arc;
 
 use telemetry::{AlertMessage, AlertStatus, Reading, Value};
 
 use crate::alert::{step, Alert, AlertState, Transition, Ts};
+use crate::date::CHINA_UTC_OFFSET_MS;
 use crate::expr::{Bindings, Evaluator};
+use crate::registry::{Registry, Unit};
 use crate::rule_file::{Codes, Rule, RuleSet, RuleType};
 use crate::window::Series;
+use inspection::Schedules;
 use plan::KindPlan;
 
+pub use inspection::REGISTRY_GATEWAY;
+
+mod inspection;
 mod no_data;
 mod plan;
 #[cfg(test)]
@@ -71,10 +81,27 @@ pub struct Engine {
     plans: HashMap<String, KindPlan>,
     devices: HashMap<String, DeviceState>,
     gateways: HashMap<String, GatewayState>,
+    /// Given with `set_attributes`, over the registry's.
     attributes: HashMap<String, BTreeMap<String, Value>>,
+    registry: Arc<Registry>,
+    schedules: Schedules,
+    /// Where due dates fall: the equipment's UTC offset.
+    utc_offset_ms: i64,
     /// The newest time `tick` was given.
     now: Option<Ts>,
     stats: EngineStats,
+}
+
+/// A device's `device.…` attributes: its registry row, with those given by
+/// [`Engine::set_attributes`] over it.
+fn attribute_map<'a>(
+    unit: Option<&Unit>,
+    given: Option<&'a BTreeMap<String, Value>>,
+) -> Option<Cow<'a, BTreeMap<String, Value>>> {
+    let Some(unit) = unit else { return given.map(Cow::Borrowed) };
+    let mut map = unit.attributes();
+    map.extend(given.into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
+    Some(Cow::Owned(map))
 }
 
 /// Steps the alert under `key`, creating it only when its condition holds and forgetting it once
@@ -177,6 +204,9 @@ impl Engine {
             devices: HashMap::new(),
             gateways: HashMap::new(),
             attributes: HashMap::new(),
+            registry: Arc::default(),
+            schedules: Schedules::default(),
+            utc_offset_ms: CHINA_UTC_OFFSET_MS,
             now: None,
             stats: EngineStats::default(),
         }
@@ -190,7 +220,8 @@ impl Engine {
         self.stats
     }
 
-    /// Sets a device's registry attributes (`device.rated_pressure_mpa` in conditions).
+    /// Sets a device's attributes (`device.rated_pressure_mpa` in conditions), over its
+    /// registry row's.
     pub fn set_attributes(&mut self, device: &str, attributes: BTreeMap<String, Value>) {
         self.attributes.insert(device.to_string(), attributes);
     }
@@ -213,6 +244,9 @@ impl Engine {
         let slot = match found {
             Some((i, _)) if matches!(self.rules.rules[i].rule_type, RuleType::GatewayNoData { .. }) => {
                 self.gateways.get(device).and_then(|g| g.alerts.get(&i))
+            }
+            Some((i, _)) if matches!(self.rules.rules[i].rule_type, RuleType::Inspection(_)) => {
+                return self.schedules.state(i, device);
             }
             Some(key) => self.devices.get(device).and_then(|d| d.alerts.get(&key)),
             None => None,
@@ -271,8 +305,25 @@ impl Engine {
                 Some((a.variable.as_str(), v))
             })
             .collect();
-        let attributes = self.attributes.get(&reading.device);
-        let bindings = Bindings::new(reading, attributes, plan.reads_device, &aggregates);
+        let resolved = OnceCell::new();
+        let attributes = || {
+            let unit = self.registry.get(&reading.device);
+            resolved.get_or_init(|| attribute_map(unit, self.attributes.get(&reading.device))).as_deref()
+        };
+        let bindings = Bindings::new(
+            reading,
+            if plan.reads_device { attributes() } else { None },
+            plan.reads_device,
+            &aggregates,
+        );
+        for &i in &plan.signals {
+            let RuleType::Inspection(rule) = &self.rules.rules[i].rule_type else { continue };
+            let Some(signal) = &rule.signal else { continue };
+            self.stats.evaluations += 1;
+            let maintained = self.evaluator.eval(signal, &bindings);
+            self.stats.eval_errors += u64::from(maintained.is_err());
+            self.schedules.saw(&reading.device, ts, maintained == Ok(true));
+        }
         // The host's time, as far as the engine knows it: for no-data rules.
         let now = self.now.map_or(ts, |n| n.max(ts));
         let mut out = Vec::new();
@@ -297,7 +348,7 @@ impl Engine {
                     };
                     if let Some((t, _)) = step_slot(&mut device.alerts, key, matched, cleared, rule, ts, None)
                     {
-                        out.push(message(rule, rule.id.clone(), reading, attributes, &[], t, ts));
+                        out.push(message(rule, rule.id.clone(), reading, attributes(), &[], t, ts));
                     }
                 }
                 RuleType::FaultCode(codes) | RuleType::Bits(codes) => {
@@ -317,7 +368,7 @@ impl Engine {
                                 let code = code.to_string();
                                 let extra = [("code", code.as_str()), ("code_name", name.as_str())];
                                 let id = format!("{}.{name}", rule.id);
-                                out.push(message(rule, id, reading, attributes, &extra, t, ts));
+                                out.push(message(rule, id, reading, attributes(), &extra, t, ts));
                             }
                         }
                     } else {
@@ -333,7 +384,7 @@ impl Engine {
                         {
                             let (code, name) = detail.unwrap_or_default();
                             let extra = [("code", code.as_str()), ("code_name", name.as_str())];
-                            out.push(message(rule, rule.id.clone(), reading, attributes, &extra, t, ts));
+                            out.push(message(rule, rule.id.clone(), reading, attributes(), &extra, t, ts));
                         }
                     }
                 }
@@ -345,11 +396,11 @@ impl Engine {
                         let resolved = step_slot(&mut device.alerts, (i, None), false, true, rule, now, None);
                         if let Some((t, _)) = resolved {
                             let extra = [("after", after.as_str())];
-                            out.push(message(rule, rule.id.clone(), reading, attributes, &extra, t, now));
+                            out.push(message(rule, rule.id.clone(), reading, attributes(), &extra, t, now));
                         }
                     }
                 }
-                RuleType::GatewayNoData { .. } => {}
+                RuleType::GatewayNoData { .. } | RuleType::Inspection(_) => {}
             }
         }
         for &i in &plan.gateway {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use telemetry::{AlertMessage, Reading};
 
-use super::{after, message, step_slot, Engine};
+use super::{after, attribute_map, message, step_slot, Engine};
 use crate::alert::{AlertState, Ts};
 use crate::rule_file::{Rule, RuleType};
 
@@ -23,14 +23,20 @@ pub(super) fn gateway_reading(gateway: &str, now: Ts) -> Reading {
 }
 
 impl Engine {
-    /// Advances the host's clock to `now_ms` and returns the no-data transitions. A time no
-    /// later than the last one given changes nothing. Costs one pass over the devices seen.
+    /// Advances the host's clock to `now_ms` and returns the no-data and inspection
+    /// transitions. A time no later than the last one given changes nothing. Costs one pass
+    /// over the devices seen, and once a day one over the registry.
     pub fn tick(&mut self, now_ms: Ts) -> Vec<AlertMessage> {
         if self.now.is_some_and(|n| now_ms <= n) {
             return Vec::new();
         }
         self.now = Some(now_ms);
-        let now = now_ms;
+        let mut out = self.tick_no_data(now_ms);
+        out.extend(self.tick_inspections(now_ms));
+        out
+    }
+
+    fn tick_no_data(&mut self, now: Ts) -> Vec<AlertMessage> {
         let rules = &self.rules.rules;
         let on_the_clock =
             |r: &Rule| matches!(r.rule_type, RuleType::NoData { .. } | RuleType::GatewayNoData { .. });
@@ -93,8 +99,9 @@ impl Engine {
             if let Some((t, _)) = step_slot(&mut device.alerts, (i, None), silent, !silent, rule, now, None) {
                 let (after, _) = after(rule);
                 let origin = Reading::new(&device.gateway, &id, &device.kind, 0, 0, now);
-                let attributes = self.attributes.get(&id);
-                out.push(message(rule, rule.id.clone(), &origin, attributes, &[("after", &after)], t, now));
+                let attributes = attribute_map(self.registry.get(&id), self.attributes.get(&id));
+                let extra = [("after", after.as_str())];
+                out.push(message(rule, rule.id.clone(), &origin, attributes.as_deref(), &extra, t, now));
             }
         }
         out.sort_by(|a, b| (&a.rule, &a.device).cmp(&(&b.rule, &b.device)));

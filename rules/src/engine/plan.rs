@@ -24,6 +24,8 @@ pub(super) struct KindPlan {
     pub no_data: Vec<usize>,
     /// gateway_no_data rules that count readings of the kind.
     pub gateway: Vec<usize>,
+    /// Inspection rules whose `signal` each reading is checked against (maintenance seen).
+    pub signals: Vec<usize>,
     /// Points with a window series, and the longest window any rule of the kind needs.
     pub windows: Vec<(String, i64)>,
     /// Sorted by variable name, for [`crate::expr::Bindings`].
@@ -40,6 +42,11 @@ impl KindPlan {
                 RuleType::NoData { .. } => {
                     plan.rules.push(i);
                     plan.no_data.push(i);
+                }
+                RuleType::Inspection(ref r) => {
+                    if r.signal.is_some() {
+                        plan.signals.push(i);
+                    }
                 }
                 _ => plan.rules.push(i),
             }

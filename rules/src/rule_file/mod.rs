@@ -15,7 +15,7 @@
 //! [[rule]]
 //! id = "elevator.passenger_trapped"
 //! kinds = ["elevator"]
-//! type = "fault_code"               # threshold (default) | fault_code | bits | no_data | gateway_no_data
+//! type = "fault_code"               # threshold (default) | fault_code | bits | no_data | gateway_no_data | inspection
 //! point = "fault_code"
 //! codes = { 5 = "passenger_trapped", 8 = "trapped_outside_door_zone" }
 //! per_code = false                  # true: one alert per code, rule id `{id}.{code name}`
@@ -24,7 +24,8 @@
 //! ```
 //!
 //! `bits` rules take `point` and `bits = { 0 = "over_pressure" }`; `no_data` and
-//! `gateway_no_data` rules take `after = "2m"`. [`parse`] checks one file's text.
+//! `gateway_no_data` rules take `after = "2m"`; `inspection` rules take `check`, `leads`,
+//! `escalate_after` and the keys of [`InspectionRule`]. [`parse`] checks one file's text.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::expr::Condition;
+use crate::inspection::Check;
 use crate::template::Template;
 use crate::window::Aggregate;
 
@@ -93,6 +95,35 @@ pub struct Codes {
     pub per_code: bool,
 }
 
+/// An inspection rule: due-soon and overdue alerts for one check of the registry's units,
+/// stepped by [`crate::Engine::tick`] a day at a time.
+#[derive(Debug)]
+pub struct InspectionRule {
+    pub check: Check,
+    /// Days ahead of the due date that warn, longest first: one notification per lead crossed.
+    pub lead_days: Vec<i64>,
+    /// Overdue this many days or more: the alert escalates.
+    pub escalate_after_days: Option<i64>,
+    /// Severity while due soon (the rule's `severity` is the one once overdue).
+    pub due_soon_severity: Severity,
+    pub escalated_severity: Severity,
+    /// Summary while due soon; the rule's `summary` otherwise.
+    pub due_soon_summary: Option<Template>,
+    /// Maintenance: the condition that shows, in a reading, the device in maintenance.
+    pub signal: Option<Condition>,
+}
+
+impl InspectionRule {
+    /// Severity at a stage of [`crate::inspection::Status::stage`].
+    pub fn severity(&self, stage: usize, overdue: Severity) -> Severity {
+        match stage.saturating_sub(self.lead_days.len()) {
+            0 => self.due_soon_severity,
+            1 => overdue,
+            _ => self.escalated_severity,
+        }
+    }
+}
+
 /// What a rule watches.
 #[derive(Debug)]
 pub enum RuleType {
@@ -107,6 +138,8 @@ pub enum RuleType {
     /// A gateway whose devices of the rule's kinds all send nothing for `after`; it inhibits
     /// the `no_data` alerts of those devices.
     GatewayNoData { after: Duration },
+    /// Due dates of the registry's units (inspection, verification, service life, maintenance).
+    Inspection(InspectionRule),
 }
 
 impl RuleType {
@@ -117,6 +150,7 @@ impl RuleType {
             RuleType::Bits(_) => "bits",
             RuleType::NoData { .. } => "no_data",
             RuleType::GatewayNoData { .. } => "gateway_no_data",
+            RuleType::Inspection(_) => "inspection",
         }
     }
 }
@@ -151,23 +185,23 @@ impl Rule {
         }
     }
 
+    /// The conditions it evaluates over readings.
+    fn conditions(&self) -> [Option<&Condition>; 2] {
+        match &self.rule_type {
+            RuleType::Threshold { when, clear } => [Some(when), clear.as_ref()],
+            RuleType::Inspection(i) => [i.signal.as_ref(), None],
+            _ => [None, None],
+        }
+    }
+
     /// The window aggregates its conditions read.
     pub fn aggregates(&self) -> impl Iterator<Item = &Aggregate> {
-        let conditions: [Option<&Condition>; 2] = match &self.rule_type {
-            RuleType::Threshold { when, clear } => [Some(when), clear.as_ref()],
-            _ => [None, None],
-        };
-        conditions.into_iter().flatten().flat_map(|c| c.aggregates())
+        self.conditions().into_iter().flatten().flat_map(|c| c.aggregates())
     }
 
     /// Whether its conditions read `device`.
     pub fn reads_device(&self) -> bool {
-        match &self.rule_type {
-            RuleType::Threshold { when, clear } => {
-                std::iter::once(when).chain(clear).any(|c| c.variables().iter().any(|v| v == "device"))
-            }
-            _ => false,
-        }
+        self.conditions().into_iter().flatten().any(|c| c.variables().iter().any(|v| v == "device"))
     }
 }
 

@@ -8,6 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Codes, Diagnostic, Rule, RuleType, Severity};
+
+mod inspection;
 use crate::expr::Condition;
 use crate::template::Template;
 
@@ -20,7 +22,7 @@ struct RawFile {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawRule {
+pub(super) struct RawRule {
     id: Spanned<String>,
     kinds: Spanned<Vec<String>>,
     #[serde(default, rename = "type")]
@@ -39,6 +41,20 @@ struct RawRule {
     per_code: Option<Spanned<bool>>,
     #[serde(default)]
     after: Option<Spanned<String>>,
+    #[serde(default)]
+    check: Option<Spanned<String>>,
+    #[serde(default)]
+    leads: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    escalate_after: Option<Spanned<String>>,
+    #[serde(default)]
+    due_soon_severity: Option<Spanned<String>>,
+    #[serde(default)]
+    escalated_severity: Option<Spanned<String>>,
+    #[serde(default)]
+    due_soon_summary: Option<Spanned<String>>,
+    #[serde(default)]
+    signal: Option<Spanned<String>>,
     #[serde(default, rename = "for")]
     hold_for: Option<Spanned<String>>,
     severity: Spanned<String>,
@@ -87,22 +103,34 @@ const TYPES: &[(&str, &[&str])] = &[
     ("bits", &["point", "bits", "per_code"]),
     ("no_data", &["after"]),
     ("gateway_no_data", &["after"]),
+    (
+        "inspection",
+        &[
+            "check",
+            "leads",
+            "escalate_after",
+            "due_soon_severity",
+            "escalated_severity",
+            "due_soon_summary",
+            "signal",
+        ],
+    ),
 ];
 
 /// Collects the problems of one file; `at` turns a byte offset into a diagnostic.
-struct Checker<'t> {
+pub(super) struct Checker<'t> {
     file: &'t str,
     text: &'t str,
     diagnostics: Vec<Diagnostic>,
 }
 
 impl Checker<'_> {
-    fn at(&mut self, offset: usize, message: String) {
+    pub(super) fn at(&mut self, offset: usize, message: String) {
         let (line, column) = line_col(self.text, offset);
         self.diagnostics.push(Diagnostic { file: self.file.to_string(), line, column, message });
     }
 
-    fn condition(&mut self, s: &Spanned<String>, key: &str) -> Option<Condition> {
+    pub(super) fn condition(&mut self, s: &Spanned<String>, key: &str) -> Option<Condition> {
         match Condition::parse(s.get_ref()) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -113,7 +141,7 @@ impl Checker<'_> {
         }
     }
 
-    fn duration(&mut self, s: &Spanned<String>, key: &str) -> Option<Duration> {
+    pub(super) fn duration(&mut self, s: &Spanned<String>, key: &str) -> Option<Duration> {
         match humantime::parse_duration(s.get_ref()) {
             Ok(d) => Some(d),
             Err(e) => {
@@ -123,7 +151,7 @@ impl Checker<'_> {
         }
     }
 
-    fn required<'a, T>(
+    pub(super) fn required<'a, T>(
         &mut self,
         value: &'a Option<Spanned<T>>,
         key: &str,
@@ -131,7 +159,8 @@ impl Checker<'_> {
         rule_start: usize,
     ) -> Option<&'a Spanned<T>> {
         if value.is_none() {
-            self.at(rule_start, format!("a {ty} rule needs `{key}`"));
+            let article = if ty.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+            self.at(rule_start, format!("{article} {ty} rule needs `{key}`"));
         }
         value.as_ref()
     }
@@ -184,7 +213,8 @@ impl Checker<'_> {
                 None
             }
             Some((_, keys)) => {
-                let given: [(&str, Option<usize>); 7] = [
+                let start = |s: &Option<Spanned<String>>| s.as_ref().map(|s| s.span().start);
+                let given: [(&str, Option<usize>); 14] = [
                     ("when", r.when.as_ref().map(|s| s.span().start)),
                     ("clear", r.clear.as_ref().map(|s| s.span().start)),
                     ("point", r.point.as_ref().map(|s| s.span().start)),
@@ -192,6 +222,13 @@ impl Checker<'_> {
                     ("bits", r.bits.as_ref().map(|s| s.span().start)),
                     ("per_code", r.per_code.as_ref().map(|s| s.span().start)),
                     ("after", r.after.as_ref().map(|s| s.span().start)),
+                    ("check", start(&r.check)),
+                    ("leads", r.leads.as_ref().map(|s| s.span().start)),
+                    ("escalate_after", start(&r.escalate_after)),
+                    ("due_soon_severity", start(&r.due_soon_severity)),
+                    ("escalated_severity", start(&r.escalated_severity)),
+                    ("due_soon_summary", start(&r.due_soon_summary)),
+                    ("signal", start(&r.signal)),
                 ];
                 for (key, offset) in given {
                     if let (Some(offset), false) = (offset, keys.contains(&key)) {
@@ -233,6 +270,7 @@ impl Checker<'_> {
                             _ => None,
                         }
                     }
+                    "inspection" => self.inspection(r, rule_start).map(RuleType::Inspection),
                     _ => {
                         let after = self
                             .required(&r.after, "after", ty, rule_start)
@@ -289,6 +327,13 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Rule>, Vec<Diagnostic>
         let rule_type = c.rule_type(&r, rule_start);
         let hold_for = match &r.hold_for {
             None => Some(Duration::ZERO),
+            Some(s) if r.rule_type.as_ref().is_some_and(|t| t.get_ref() == "inspection") => {
+                c.at(
+                    s.span().start,
+                    "`for` does not apply to inspection rules: they move a day at a time".into(),
+                );
+                None
+            }
             Some(s) => c.duration(s, "for"),
         };
         let severity = Severity::parse(r.severity.get_ref());

@@ -8,6 +8,12 @@
 //! rule_files = ["../boiler.toml"]     # files or folders, relative to this file
 //! interval = "1s"                     # time between two values of a series (default 1s)
 //! tick = "1s"                         # how often Engine::tick runs (default: interval; "0s": never)
+//! start = "2026-01-01"                # optional: time 0 is this day's midnight, UTC+8 (default
+//!                                     # the epoch); for inspection rules
+//!
+//! [[registry]]                        # optional: registry rows from `at` (default 0s) on;
+//! at = "0s"                           # later entries update rows by device
+//! file = "registry.csv"               # relative to this file; or inline: csv = """…"""
 //!
 //! [[series]]
 //! device = "boiler-0001"
@@ -26,23 +32,29 @@
 //! ```
 //!
 //! [`run`] is pure: value `i` of a series is a reading at `i × interval` (a step whose values
-//! are all `_` sends none). At each time the runner feeds that time's readings in series
-//! order, then ticks, then checks the expectations at that time.
+//! are all `_` sends none). At each time the runner sets the registry rows due then, feeds
+//! that time's readings in series order, then ticks, then checks the expectations at that
+//! time.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use telemetry::{AlertMessage, AlertStatus, Reading, Value};
+use telemetry::{AlertMessage, Value};
 use toml::Spanned;
 
+use crate::date::{Date, CHINA_UTC_OFFSET_MS};
+use crate::registry::Registry;
 use crate::rule_file::{self, content_start, line_col, Diagnostic};
-use crate::{Engine, RuleSet};
+use crate::RuleSet;
 
+mod run;
 pub mod series;
 #[cfg(test)]
 mod tests;
+
+pub use run::{run, Failure, Outcome};
 
 /// An expected alert. `severity` and `summary` are checked only when given.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -89,6 +101,15 @@ pub struct Expectation {
     pub resolved: Option<Vec<AlertMatch>>,
 }
 
+/// Registry rows that take effect at a time of the test.
+#[derive(Debug)]
+pub struct RegistryStep {
+    pub at_ms: i64,
+    /// The CSV file named, relative to the test file; its rows once [`UnitTest::load`] read it.
+    pub file: Option<String>,
+    pub rows: Option<Registry>,
+}
+
 /// A parsed test file.
 #[derive(Debug)]
 pub struct UnitTest {
@@ -96,6 +117,9 @@ pub struct UnitTest {
     /// As written: relative to the test file.
     pub rule_files: Vec<String>,
     pub tick_ms: i64,
+    /// Time 0 of the virtual clock, in ms since the epoch.
+    pub start_ms: i64,
+    pub registry: Vec<RegistryStep>,
     pub series: Vec<Series>,
     pub expect: Vec<Expectation>,
 }
@@ -108,6 +132,10 @@ struct RawTest {
     interval: Option<Spanned<String>>,
     #[serde(default)]
     tick: Option<Spanned<String>>,
+    #[serde(default)]
+    start: Option<Spanned<String>>,
+    #[serde(default)]
+    registry: Vec<Spanned<RawRegistry>>,
     #[serde(default)]
     series: Vec<Spanned<RawSeries>>,
     #[serde(default)]
@@ -126,6 +154,17 @@ struct RawSeries {
     #[serde(default)]
     attributes: BTreeMap<String, toml::Value>,
     values: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    #[serde(default)]
+    at: Option<Spanned<String>>,
+    #[serde(default)]
+    file: Option<String>,
+    #[serde(default)]
+    csv: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +216,43 @@ impl UnitTest {
         };
         let interval_ms = raw.interval.as_ref().map_or(Some(1_000), |s| duration(s, "interval", &mut at));
         let tick_ms = raw.tick.as_ref().map_or(interval_ms, |s| duration(s, "tick", &mut at));
+        let start_ms = match &raw.start {
+            None => 0,
+            Some(s) => match Date::parse(s.get_ref()) {
+                Some(d) => d.start_ms(CHINA_UTC_OFFSET_MS),
+                None => {
+                    at(s.span().start, format!("start: `{}` is not a date (YYYY-MM-DD)", s.get_ref()));
+                    0
+                }
+            },
+        };
+        let mut registry = Vec::new();
+        let mut inline_problems = Vec::new();
+        for step in &raw.registry {
+            let start = step.span().start;
+            let step = step.get_ref();
+            let at_ms = step.at.as_ref().map_or(Some(0), |s| duration(s, "at", &mut at)).unwrap_or(0);
+            let rows = match (&step.file, &step.csv) {
+                (Some(_), None) => None,
+                (None, Some(csv)) => {
+                    // Problems in inline rows are shown at their lines in the test file.
+                    let offset = content_start(text, csv.span());
+                    let first_line = line_col(text, offset).0 + usize::from(text[offset..].starts_with('\n'));
+                    let (rows, problems) = Registry::parse(file, csv.get_ref());
+                    for p in problems {
+                        let line = first_line + p.line.saturating_sub(1);
+                        inline_problems.push(Diagnostic { line, ..p });
+                    }
+                    Some(rows)
+                }
+                _ => {
+                    at(start, "a [[registry]] entry takes `file` or `csv`, one of them".into());
+                    None
+                }
+            };
+            registry.push(RegistryStep { at_ms, file: step.file.clone(), rows });
+        }
+        registry.sort_by_key(|s| s.at_ms);
         if raw.rule_files.get_ref().is_empty() {
             at(raw.rule_files.span().start, "rule_files must name at least one rule file or folder".into());
         }
@@ -244,6 +320,7 @@ impl UnitTest {
             }
             expect.push(Expectation { at_ms, line, firing: e.firing, fired: e.fired, resolved: e.resolved });
         }
+        diagnostics.extend(inline_problems);
         if !diagnostics.is_empty() {
             return Err(diagnostics);
         }
@@ -251,197 +328,49 @@ impl UnitTest {
             file: file.to_string(),
             rule_files: raw.rule_files.into_inner(),
             tick_ms: tick_ms.unwrap_or(1_000),
+            start_ms,
+            registry,
             series,
             expect,
         })
     }
 }
 
-/// An expectation that did not hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub line: usize,
-    pub at_ms: i64,
-    pub problems: Vec<String>,
-    /// How many of the outcome's transitions had happened by then.
-    pub seen: usize,
-}
-
-/// What a run did and found.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub file: String,
-    /// Expectations checked.
-    pub checked: usize,
-    pub failures: Vec<Failure>,
-    /// Every transition, with the virtual time it happened at.
-    pub transitions: Vec<(i64, AlertMessage)>,
-}
-
-fn describe(m: &AlertMessage) -> String {
-    format!("{} on {} [{}] \"{}\"", m.rule, m.device, m.severity, m.summary)
-}
-
-/// Problems with `actual` against `expected`, one line each, labelled.
-fn compare(label: &str, expected: &[AlertMatch], actual: Vec<&AlertMessage>) -> Vec<String> {
-    let mut left = actual;
-    let mut problems = Vec::new();
-    for m in expected {
-        if let Some(i) = left.iter().position(|a| m.matches(a)) {
-            left.remove(i);
-        } else if let Some(i) = left.iter().position(|a| a.rule == m.rule && a.device == m.device) {
-            let a = left.remove(i);
-            let mut want = Vec::new();
-            want.extend(m.severity.as_ref().map(|s| format!("[{s}]")));
-            want.extend(m.summary.as_ref().map(|s| format!("\"{s}\"")));
-            problems.push(format!(
-                "{label}: wanted {} on {} {}, got {}",
-                m.rule,
-                m.device,
-                want.join(" "),
-                describe(a)
-            ));
+impl UnitTest {
+    /// Reads the registry files the test names, relative to `dir`.
+    pub fn load(&mut self, dir: &Path) -> Result<(), Vec<Diagnostic>> {
+        let mut diagnostics = Vec::new();
+        for step in self.registry.iter_mut().filter(|s| s.rows.is_none()) {
+            let Some(name) = &step.file else { continue };
+            let path = dir.join(name);
+            let shown = path.display().to_string();
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let (rows, problems) = Registry::parse(&shown, &text);
+                    diagnostics.extend(problems);
+                    step.rows = Some(rows);
+                }
+                Err(e) => {
+                    diagnostics.push(Diagnostic { file: shown, line: 0, column: 0, message: e.to_string() })
+                }
+            }
+        }
+        if diagnostics.is_empty() {
+            Ok(())
         } else {
-            problems.push(format!("{label}: missing {} on {}", m.rule, m.device));
+            Err(diagnostics)
         }
-    }
-    problems.extend(left.into_iter().map(|a| format!("{label}: unexpected {}", describe(a))));
-    problems
-}
-
-/// Runs `test` against `rules` on the virtual clock.
-pub fn run(test: &UnitTest, rules: RuleSet) -> Outcome {
-    let mut engine = Engine::new(rules);
-    let mut readings: BTreeMap<i64, Vec<Reading>> = BTreeMap::new();
-    for s in &test.series {
-        if !s.attributes.is_empty() {
-            engine.set_attributes(&s.device, s.attributes.clone());
-        }
-        let steps = s.values.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
-        let mut seq = 0;
-        for i in 0..steps {
-            let ts = i as i64 * s.interval_ms;
-            let mut reading = Reading::new(&s.gateway, &s.device, &s.kind, 1, seq, ts);
-            for (point, values) in &s.values {
-                if let Some(Some(v)) = values.get(i) {
-                    reading.values.insert(point.clone(), v.clone());
-                }
-            }
-            if !reading.values.is_empty() {
-                seq += 1;
-                readings.entry(ts).or_default().push(reading);
-            }
-        }
-    }
-    let end =
-        readings.keys().next_back().copied().into_iter().chain(test.expect.last().map(|e| e.at_ms)).max();
-    let mut times: BTreeSet<i64> =
-        readings.keys().copied().chain(test.expect.iter().map(|e| e.at_ms)).collect();
-    if let (Some(end), true) = (end, test.tick_ms > 0) {
-        times.extend((0..=end / test.tick_ms).map(|k| k * test.tick_ms));
-    }
-    let mut outcome =
-        Outcome { file: test.file.clone(), checked: 0, failures: Vec::new(), transitions: Vec::new() };
-    let mut firing: BTreeMap<(String, String), AlertMessage> = BTreeMap::new();
-    let mut expect = test.expect.iter().peekable();
-    let (mut since, mut since_ms) = (0, None::<i64>);
-    for t in times {
-        let mut happened = Vec::new();
-        for reading in readings.get(&t).into_iter().flatten() {
-            happened.extend(engine.process(reading));
-        }
-        if test.tick_ms > 0 && t % test.tick_ms == 0 {
-            happened.extend(engine.tick(t));
-        }
-        for m in happened {
-            let key = (m.rule.clone(), m.device.clone());
-            match m.status {
-                AlertStatus::Firing => {
-                    firing.insert(key, m.clone());
-                }
-                AlertStatus::Resolved => {
-                    firing.remove(&key);
-                }
-                _ => {}
-            }
-            outcome.transitions.push((t, m));
-        }
-        while let Some(e) = expect.next_if(|e| e.at_ms == t) {
-            let recent = &outcome.transitions[since..];
-            let of =
-                |status: AlertStatus| recent.iter().filter(move |(_, m)| m.status == status).map(|(_, m)| m);
-            let label = |what: &str| match since_ms {
-                Some(ms) => format!("{what} since {}", format_ms(ms)),
-                None => what.to_string(),
-            };
-            let mut problems = Vec::new();
-            if let Some(want) = &e.firing {
-                problems.extend(compare("firing", want, firing.values().collect()));
-            }
-            if let Some(want) = &e.fired {
-                problems.extend(compare(&label("fired"), want, of(AlertStatus::Firing).collect()));
-            }
-            if let Some(want) = &e.resolved {
-                problems.extend(compare(&label("resolved"), want, of(AlertStatus::Resolved).collect()));
-            }
-            outcome.checked += 1;
-            if !problems.is_empty() {
-                let seen = outcome.transitions.len();
-                outcome.failures.push(Failure { line: e.line, at_ms: e.at_ms, problems, seen });
-            }
-            (since, since_ms) = (outcome.transitions.len(), Some(t));
-        }
-    }
-    outcome
-}
-
-impl Outcome {
-    pub fn passed(&self) -> bool {
-        self.failures.is_empty()
-    }
-
-    /// A report for people: each failed expectation, what was wrong, and every transition up to
-    /// then with its time.
-    pub fn render(&self) -> String {
-        if self.passed() {
-            return format!(
-                "ok    {} ({} expectations, {} transitions)\n",
-                self.file,
-                self.checked,
-                self.transitions.len()
-            );
-        }
-        let mut out = format!(
-            "FAIL  {} ({} of {} expectations failed)\n",
-            self.file,
-            self.failures.len(),
-            self.checked
-        );
-        for f in &self.failures {
-            out.push_str(&format!("  {}:{}: at {}\n", self.file, f.line, format_ms(f.at_ms)));
-            for p in &f.problems {
-                out.push_str(&format!("    {p}\n"));
-            }
-            out.push_str(&format!("    what happened up to {}:\n", format_ms(f.at_ms)));
-            if f.seen == 0 {
-                out.push_str("      nothing\n");
-            }
-            for (t, m) in &self.transitions[..f.seen] {
-                let status = m.status.as_str().to_uppercase();
-                out.push_str(&format!("      {:>8}  {status:<8}  {}\n", format_ms(*t), describe(m)));
-            }
-        }
-        out
     }
 }
 
-/// Reads a test file and the rule files it names, and runs it.
+/// Reads a test file, the rule files and registry files it names, and runs it.
 pub fn run_file(path: &Path) -> Result<Outcome, Vec<Diagnostic>> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![Diagnostic { file: file.clone(), line: 0, column: 0, message: e.to_string() }])?;
-    let test = UnitTest::parse(&file, &text)?;
+    let mut test = UnitTest::parse(&file, &text)?;
     let dir = path.parent().unwrap_or(Path::new(""));
+    test.load(dir)?;
     let named: Vec<_> = test.rule_files.iter().map(|f| dir.join(f)).collect();
     let rules = RuleSet::load(&rule_file::expand(&named))?;
     Ok(run(&test, rules))

@@ -1,3 +1,5 @@
+use telemetry::AlertStatus;
+
 use super::*;
 
 const RULES: &str = r#"
@@ -136,4 +138,78 @@ fn the_runner_reads_rule_files_relative_to_the_test_file() {
     assert!(o.as_ref().is_ok_and(Outcome::passed), "{o:?}");
     let missing = run_file(Path::new("/nonexistent/t.toml")).unwrap_err();
     assert_eq!(missing[0].file, "/nonexistent/t.toml");
+}
+
+const INSPECTION: &str = r#"
+[[rule]]
+id = "boiler.external_inspection"
+kinds = ["boiler"]
+type = "inspection"
+check = "external_inspection"
+leads = ["7d"]
+severity = "major"
+summary = "{device.name} overdue, due {due}"
+due_soon_summary = "{device.name} due {due}, in {days_left} d"
+"#;
+
+const INSPECTION_TEST: &str = r#"
+rule_files = ["inspection.toml"]
+start = "2026-05-20"
+tick = "1d"
+
+[[registry]]
+csv = """
+device,kind,name,commissioned,last_inspection
+b1,boiler,1号锅炉,2019-05-10,2025-06-01
+"""
+
+[[registry]]
+at = "20d"
+csv = """
+device,kind,name,commissioned,last_inspection
+b1,boiler,1号锅炉,2019-05-10,2026-06-08
+"""
+
+[[expect]]
+at = "5d"
+firing = [{ rule = "boiler.external_inspection", device = "b1", severity = "warning", summary = "1号锅炉 due 2026-06-01, in 7 d" }]
+
+[[expect]]
+at = "13d"
+firing = [{ rule = "boiler.external_inspection", device = "b1", severity = "major", summary = "1号锅炉 overdue, due 2026-06-01" }]
+
+[[expect]]
+at = "20d"
+firing = []
+resolved = [{ rule = "boiler.external_inspection", device = "b1" }]
+"#;
+
+#[test]
+fn registry_rows_and_a_start_date_drive_inspection_rules() {
+    let test = UnitTest::parse("t.toml", INSPECTION_TEST).unwrap_or_else(|d| panic!("{d:?}"));
+    assert_eq!(test.start_ms, 1_779_206_400_000);
+    let o = run(&test, RuleSet::parse("inspection.toml", INSPECTION).unwrap());
+    assert!(o.passed(), "{}", o.render());
+    let times: Vec<i64> = o.transitions.iter().map(|(t, _)| t / 86_400_000).collect();
+    assert_eq!(times, [5, 13, 20], "warning, overdue, resolved: on the virtual clock's days");
+}
+
+#[test]
+fn bad_registry_entries_are_reported_in_the_test_file() {
+    let errs = |text: &str| -> Vec<String> {
+        UnitTest::parse("t.toml", text).unwrap_err().iter().map(ToString::to_string).collect()
+    };
+    let e = errs(
+        &INSPECTION_TEST
+            .replace("b1,boiler,1号锅炉,2019-05-10,2026-06-08", "b1,boiler,1号锅炉,2019-05-10,2026-06-31"),
+    );
+    assert_eq!(e, ["t.toml:16:27: last_inspection: `2026-06-31` is not a date (YYYY-MM-DD)"]);
+    let both = INSPECTION_TEST.replace("at = \"20d\"\ncsv", "at = \"20d\"\nfile = \"r.csv\"\ncsv");
+    assert_eq!(errs(&both), ["t.toml:12:1: a [[registry]] entry takes `file` or `csv`, one of them"]);
+    let e = errs(&INSPECTION_TEST.replace("2026-05-20", "2026-5-20"));
+    assert_eq!(e, ["t.toml:3:9: start: `2026-5-20` is not a date (YYYY-MM-DD)"]);
+    let file = "rule_files = [\"inspection.toml\"]\n[[registry]]\nfile = \"r.csv\"\n";
+    let mut missing = UnitTest::parse("t.toml", file).unwrap();
+    let e = missing.load(Path::new("/nonexistent")).unwrap_err();
+    assert_eq!(e[0].file, "/nonexistent/r.csv");
 }
