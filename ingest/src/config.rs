@@ -24,6 +24,47 @@ pub struct IngestConfig {
     pub wal: WalConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub registry: RegistryConfig,
+}
+
+fn default_registry_check() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_kpi_every() -> Duration {
+    Duration::from_secs(3600)
+}
+fn yes() -> bool {
+    true
+}
+
+/// The equipment registry (CSV): device attributes for rules, towns for tags, inspection due
+/// dates, and the list of devices ingest accepts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// Readings of devices not in the registry go to dead-letter (only with a registry file).
+    #[serde(default = "yes")]
+    pub reject_unknown_devices: bool,
+    /// How often the file is checked for changes and reloaded.
+    #[serde(default = "default_registry_check", with = "humantime_serde")]
+    pub check_every: Duration,
+    /// How often the overdue-inspection rate is written to the TSDB (measurement `inspection`).
+    #[serde(default = "default_kpi_every", with = "humantime_serde")]
+    pub overdue_rate_every: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            file: None,
+            reject_unknown_devices: true,
+            check_every: default_registry_check(),
+            overdue_rate_every: default_kpi_every(),
+        }
+    }
 }
 
 fn default_wal_dir() -> PathBuf {

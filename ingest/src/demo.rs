@@ -11,7 +11,9 @@ use gateway::sim::{SimPlan, Simulator};
 use telemetry::{AlertMessage, AlertStatus};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{BatchConfig, FilesConfig, HttpConfig, IngestConfig, MqttConfig, RulesConfig, WalConfig};
+use crate::config::{
+    BatchConfig, FilesConfig, HttpConfig, IngestConfig, MqttConfig, RegistryConfig, RulesConfig, WalConfig,
+};
 use crate::server::Hooks;
 
 pub struct DemoOptions {
@@ -73,6 +75,7 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
         batch: BatchConfig::default(),
         wal: WalConfig { dir: opts.data_dir.join("wal"), ..WalConfig::default() },
         http: HttpConfig::default(),
+        registry: RegistryConfig::default(),
     };
 
     println!("special-equipment telemetry demo");

@@ -6,6 +6,7 @@
 //!   `telemetry::spool`), and a writer that drains it to the sink.
 //! - [`pipeline`]: the pure core: topic and payload in; line protocol, alert transitions or a
 //!   dead letter out. Hosts the [`rules`] engine and [`dedup`].
+//! - [`registry`]: the equipment registry CSV, reloaded when it changes.
 //! - [`line_protocol`]: readings and alerts as InfluxDB line protocol.
 //! - [`sink`]: the InfluxDB v2 write API (influxdb2 crate), or rotated line-protocol files.
 //! - [`metrics`] and [`http`]: `/metrics`, `/healthz`, `/readyz`.
@@ -19,6 +20,7 @@ pub mod http;
 pub mod line_protocol;
 pub mod metrics;
 pub mod pipeline;
+pub mod registry;
 pub mod server;
 pub mod sink;
 

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub alerts_resolved_total: AtomicU64,
     /// Alerts firing right now.
     pub alerts_active: AtomicI64,
+    pub registry_units: AtomicU64,
+    pub registry_bad_rows: AtomicU64,
     pub mqtt_connected: AtomicBool,
     pub subscribed: AtomicBool,
 }
@@ -106,6 +108,18 @@ impl Metrics {
             "ingest_alerts_active",
             "Alerts firing now.",
             self.alerts_active.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "ingest_registry_units",
+            "Units in the equipment registry.",
+            g(&self.registry_units) as f64,
+        );
+        gauge(
+            &mut out,
+            "ingest_registry_bad_rows",
+            "Registry rows skipped as invalid.",
+            g(&self.registry_bad_rows) as f64,
         );
         let up = |b: &AtomicBool| if b.load(Ordering::Relaxed) { 1.0 } else { 0.0 };
         gauge(

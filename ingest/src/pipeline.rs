@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use rules::Engine;
+use std::sync::Arc;
+
+use rules::{Engine, Registry};
 use serde::Serialize;
 use telemetry::{AlertMessage, Topic, Topics};
 
@@ -47,6 +49,10 @@ pub struct Pipeline {
     topics: Topics,
     engine: Engine,
     dedup: Dedup,
+    /// With a registry, devices not in it are refused (when `reject_unknown`) and readings are
+    /// tagged with their town.
+    registry: Option<Arc<Registry>>,
+    reject_unknown: bool,
     pub stats: Stats,
 }
 
@@ -54,11 +60,30 @@ const MAX_DEAD_LETTER_PAYLOAD: usize = 64 * 1024;
 
 impl Pipeline {
     pub fn new(topics: Topics, engine: Engine) -> Self {
-        Pipeline { topics, engine, dedup: Dedup::default(), stats: Stats::default() }
+        Pipeline {
+            topics,
+            engine,
+            dedup: Dedup::default(),
+            registry: None,
+            reject_unknown: false,
+            stats: Stats::default(),
+        }
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Installs a (re)loaded registry: attributes for the rules, towns for tags, and with
+    /// `reject_unknown`, the devices accepted.
+    pub fn set_registry(&mut self, registry: Arc<Registry>, reject_unknown: bool) {
+        self.engine.set_registry(registry.clone());
+        self.registry = Some(registry);
+        self.reject_unknown = reject_unknown;
+    }
+
+    pub fn registry(&self) -> Option<&Arc<Registry>> {
+        self.registry.as_ref()
     }
 
     /// Advances the no-data rules to `now_ms`: alerts for devices and gateways gone silent,
@@ -120,6 +145,14 @@ impl Pipeline {
                 format!("field `dev`: `{}` differs from the topic's device `{device}`", reading.device),
             ));
         }
+        let unit = self.registry.as_ref().and_then(|r| r.get(&reading.device));
+        if unit.is_none() && self.reject_unknown && self.registry.is_some() {
+            return Err((
+                Some(gateway),
+                format!("field `dev`: device `{}` is not in the equipment registry", reading.device),
+            ));
+        }
+        let town = unit.map(|u| u.town.clone()).filter(|t| !t.is_empty());
         match self.dedup.observe(&reading.device, reading.session, reading.seq) {
             Seen::Duplicate => {
                 self.stats.duplicates += 1;
@@ -128,7 +161,7 @@ impl Pipeline {
             Seen::New { gaps, .. } => self.stats.gaps += gaps,
         }
         let mut lines = String::new();
-        line_protocol::push_reading(&mut lines, &reading, None);
+        line_protocol::push_reading(&mut lines, &reading, town.as_deref());
         let alerts = self.engine.process(&reading);
         for a in &alerts {
             line_protocol::push_alert(&mut lines, a);
@@ -202,6 +235,25 @@ mod tests {
         p.handle(&topic, &boiler(silent + 1, false), 0);
         p.tick(silent + 1_000);
         assert_eq!(p.stats.alerts_resolved, 1, "data back resolves it");
+    }
+
+    #[test]
+    fn with_a_registry_unknown_devices_are_refused_and_readings_carry_their_town() {
+        let mut p = pipeline();
+        let csv = "device,kind,registration_code,name,town,address,commissioned,last_inspection,next_inspection\n\
+                   boiler-0001,boiler,10004419002019000123,1号锅炉,东城街道,东城大道 88 号,2019-05-10,2025-06-01,2026-06-01\n";
+        let (registry, problems) = Registry::parse("registry.csv", csv);
+        assert!(problems.is_empty(), "{problems:?}");
+        p.set_registry(Arc::new(registry), true);
+        let topic = Topics::default().telemetry(16, "gw-1", "boiler-0001");
+        let Outcome::Reading { lines, .. } = p.handle(&topic, &boiler(1_000, false), 0) else { panic!() };
+        assert!(lines.starts_with("boiler,device=boiler-0001,gateway=gw-1,town=东城街道 "), "{lines}");
+        let other = Topics::default().telemetry(16, "gw-1", "boiler-0002");
+        let payload = telemetry::encode(
+            &Reading::new("gw-1", "boiler-0002", "boiler", 1, 1, 1).with_value("pressure_mpa", 1.0),
+        );
+        let Outcome::DeadLetter { reason, .. } = p.handle(&other, &payload, 0) else { panic!() };
+        assert!(reason.contains("not in the equipment registry"), "{reason}");
     }
 
     #[test]

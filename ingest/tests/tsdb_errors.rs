@@ -13,7 +13,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use ingest::config::{
-    BatchConfig, FilesConfig, HttpConfig, IngestConfig, MqttConfig, RulesConfig, TsdbConfig, WalConfig,
+    BatchConfig, FilesConfig, HttpConfig, IngestConfig, MqttConfig, RegistryConfig, RulesConfig, TsdbConfig,
+    WalConfig,
 };
 use system_tests::{publish_readings, wait_for, Mosquitto, Recorder};
 
@@ -92,6 +93,7 @@ fn config(broker: &Mosquitto, tsdb: String, dir: &std::path::Path) -> IngestConf
         batch: BatchConfig { max_readings: 100, flush_every: Duration::from_millis(50) },
         wal: WalConfig { dir: dir.join("wal"), ..WalConfig::default() },
         http: HttpConfig::default(),
+        registry: RegistryConfig::default(),
     }
 }
 

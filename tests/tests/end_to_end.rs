@@ -39,15 +39,29 @@ fn readings_of_all_four_kinds_reach_the_tsdb_and_a_fault_fires_and_resolves() {
         gateway_toml.exists().then_some(())
     });
 
+    // The registry names the simulated devices with their towns; one boiler is overdue.
+    let registry = dir.join("registry.csv");
+    std::fs::write(
+        &registry,
+        "device,kind,registration_code,name,town,address,commissioned,last_inspection,next_inspection\n\
+         elev-0001,elevator,31104419002018000001,1号梯,东城街道,东城大道 1 号,2018-03-01,2025-03-01,2027-03-01\n\
+         elev-0002,elevator,31104419002018000002,2号梯,横沥镇,横沥大道 2 号,2018-03-01,2025-03-01,2027-03-01\n\
+         boiler-0001,boiler,11004419002019000123,1号锅炉,石排镇,石排路 3 号,2019-05-10,2023-06-01,2024-06-01\n\
+         wm-0001,water_meter,,水表 1,樟木头镇,官仓社区,2024-01-01,,\n\
+         wm-0002,water_meter,,水表 2,樟木头镇,官仓社区,2024-01-01,,\n\
+         pile-0001,charging_pile,,充电桩 1,东城街道,东城停车场,2025-01-01,,\n",
+    )
+    .expect("registry.csv");
     let http_port = free_port();
     let config = format!(
         "[mqtt]\nurl = \"{}\"\nclient_id = \"ingest-e2e\"\n\n[tsdb]\nurl = \"{}\"\norg = \"city\"\nbucket = \"telemetry\"\n\n\
          [files]\ndir = \"{}\"\n\n[wal]\ndir = \"{}\"\n\n[batch]\nflush_every = \"100ms\"\n\n\
-         [http]\nlisten = \"127.0.0.1:{http_port}\"\n",
+         [http]\nlisten = \"127.0.0.1:{http_port}\"\n\n[registry]\nfile = \"{}\"\n",
         broker.url(),
         vm.url(),
         dir.join("ingest-data").display(),
-        dir.join("wal").display()
+        dir.join("wal").display(),
+        registry.display()
     );
     // Until ingest has subscribed, the broker keeps nothing for it: start_ingest waits.
     let _ingest = start_ingest(dir, "ingest", &config);
@@ -105,6 +119,18 @@ fn readings_of_all_four_kinds_reach_the_tsdb_and_a_fault_fires_and_resolves() {
     assert!(value("ingest_rule_evaluations_total ") > 0.0);
     assert!(value("ingest_alert_transitions_total{state=\"firing\"} ") >= 1.0);
     assert_eq!(value("ingest_mqtt_subscribed "), 1.0);
+
+    // Readings carry their town from the registry; the overdue rate is written.
+    let floors = vm.export("elevator_floor");
+    assert!(
+        floors.iter().any(|s| s["metric"]["device"] == "elev-0002" && s["metric"]["town"] == "横沥镇"),
+        "town tag from the registry: {floors:?}"
+    );
+    let rate = vm.export("inspection_overdue");
+    assert!(
+        rate.iter().any(|s| s["metric"]["town"] == "石排镇" && s["values"][0].as_f64() == Some(1.0)),
+        "the overdue boiler is counted in its town: {rate:?}"
+    );
 
     // Alert transitions are written too.
     let alert_series = vm.export("alert_firing");

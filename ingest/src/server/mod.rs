@@ -37,6 +37,8 @@ pub enum RunError {
     Mqtt(String),
     #[error("http: {0}")]
     Http(String),
+    #[error("registry: {0}")]
+    Registry(String),
 }
 
 /// What the embedding program (the demo, tests) can watch.
@@ -82,7 +84,13 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
     let engine = rules::Engine::new(load_rules(&cfg)?);
     tracing::info!("loaded {} rules", engine.rules().len());
     let topics = Topics::new(&cfg.mqtt.topic_prefix);
-    let pipeline = Pipeline::new(topics.clone(), engine);
+    let mut pipeline = Pipeline::new(topics.clone(), engine);
+    // The registry is in force before the first message is judged.
+    let mut registry_file = cfg.registry.file.as_deref().map(crate::registry::RegistryFile::new);
+    if let Some(file) = registry_file.as_mut() {
+        writer::reload(file, &mut pipeline, &hooks.metrics, cfg.registry.reject_unknown_devices)
+            .map_err(RunError::Registry)?;
+    }
     let files = LineFiles::new(&cfg.files).map_err(|e| RunError::Sink(e.to_string()))?;
     let sink = match &cfg.tsdb {
         Some(t) => Sink::Tsdb(TsdbWriter::new(t).map_err(RunError::Sink)?),
@@ -147,6 +155,7 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
     ));
     let writer = writer::Writer {
         cfg: cfg.clone(),
+        registry: registry_file,
         wal: wal.clone(),
         sink,
         files,

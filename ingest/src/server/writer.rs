@@ -14,14 +14,39 @@ use tokio::sync::{watch, Notify};
 use super::mqtt::decode_record;
 use super::Hooks;
 use crate::config::IngestConfig;
+use crate::metrics::Metrics;
 use crate::pipeline::{Outcome, Pipeline};
+use crate::registry::RegistryFile;
 use crate::sink::{LineFiles, Sink, SinkError};
+
+/// Loads the registry file if it changed and installs it; bad rows are logged and skipped.
+pub fn reload(
+    file: &mut RegistryFile,
+    pipeline: &mut Pipeline,
+    metrics: &Metrics,
+    reject_unknown: bool,
+) -> Result<(), String> {
+    let Some(loaded) = file.load_if_changed() else { return Ok(()) };
+    let (registry, problems) = loaded?;
+    for p in &problems {
+        tracing::warn!("registry: {p} (row skipped)");
+    }
+    tracing::info!("registry {}: {} units", file.path().display(), registry.len());
+    metrics.registry_units.store(registry.len() as u64, Ordering::Relaxed);
+    metrics.registry_bad_rows.store(problems.len() as u64, Ordering::Relaxed);
+    pipeline.set_registry(Arc::new(registry), reject_unknown);
+    Ok(())
+}
+
+/// Inspection due dates are calendar days in China (UTC+8).
+const CHINA_STANDARD_TIME_MS: i64 = 8 * 3600 * 1000;
 
 /// How often the no-data rules are advanced.
 const TICK_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Writer {
     pub cfg: IngestConfig,
+    pub registry: Option<RegistryFile>,
     pub wal: Arc<Mutex<Spool>>,
     pub sink: Sink,
     pub files: LineFiles,
@@ -49,11 +74,23 @@ impl Writer {
     ) {
         let mut last_flush = Instant::now();
         let mut last_tick = Instant::now();
+        let mut last_registry_check = Instant::now();
+        let mut last_overdue_rate: Option<Instant> = None;
         loop {
             let stopping = *shutdown.borrow();
             if last_tick.elapsed() >= TICK_EVERY && !stopping {
                 last_tick = Instant::now();
                 self.tick(&mut pipeline, &mut shutdown).await;
+            }
+            if last_registry_check.elapsed() >= self.cfg.registry.check_every && !stopping {
+                last_registry_check = Instant::now();
+                self.reload_registry(&mut pipeline);
+            }
+            let rate_due =
+                last_overdue_rate.is_none_or(|t| t.elapsed() >= self.cfg.registry.overdue_rate_every);
+            if rate_due && pipeline.registry().is_some() && !stopping {
+                last_overdue_rate = Some(Instant::now());
+                self.write_overdue_rate(&pipeline, &mut shutdown).await;
             }
             loop {
                 let max = self.cfg.batch.max_readings;
@@ -121,6 +158,31 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Reloads the registry file if it changed; a file that cannot be read keeps the old one.
+    pub fn reload_registry(&mut self, pipeline: &mut Pipeline) {
+        let Some(file) = self.registry.as_mut() else { return };
+        if let Err(e) = reload(file, pipeline, &self.hooks.metrics, self.cfg.registry.reject_unknown_devices)
+        {
+            tracing::error!("registry: {e}; keeping the registry loaded before");
+        }
+    }
+
+    /// Writes the overdue-inspection rate by town and kind (measurement `inspection`).
+    async fn write_overdue_rate(&mut self, pipeline: &Pipeline, shutdown: &mut watch::Receiver<bool>) {
+        let Some(registry) = pipeline.registry() else { return };
+        let now = super::now_ms();
+        let report = registry.overdue_rate(rules::Date::from_ms(now, CHINA_STANDARD_TIME_MS));
+        tracing::info!(
+            "overdue inspections: {} of {} units ({:.2} %)",
+            report.total.overdue,
+            report.total.registered,
+            report.total.rate() * 100.0
+        );
+        let mut batch =
+            Batch { chunks: vec![(String::new(), report.to_line_protocol(now))], ..Batch::default() };
+        self.write(&mut batch, shutdown).await;
     }
 
     /// Runs the no-data rules on the wall clock; their alerts are written and published like

@@ -1,0 +1,77 @@
+//! The equipment registry file, (re)loaded when it changes. Bad rows are reported with their
+//! line numbers and skipped; a file that cannot be read keeps the previous registry in force.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use rules::{Diagnostic, Registry};
+
+pub struct RegistryFile {
+    path: PathBuf,
+    modified: Option<SystemTime>,
+}
+
+impl RegistryFile {
+    pub fn new(path: &Path) -> Self {
+        RegistryFile { path: path.to_path_buf(), modified: None }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The registry and its bad rows, when the file is new or changed since the last load;
+    /// `None` when unchanged.
+    pub fn load_if_changed(&mut self) -> Option<Result<(Registry, Vec<Diagnostic>), String>> {
+        let modified = match std::fs::metadata(&self.path).and_then(|m| m.modified()) {
+            Ok(m) => m,
+            Err(e) => return Some(Err(format!("{}: {e}", self.path.display()))),
+        };
+        if self.modified == Some(modified) {
+            return None;
+        }
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) => return Some(Err(format!("{}: {e}", self.path.display()))),
+        };
+        self.modified = Some(modified);
+        Some(Ok(Registry::parse(&self.path.display().to_string(), &text)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str =
+        "device,kind,registration_code,name,town,address,commissioned,last_inspection,next_inspection\n";
+
+    #[test]
+    fn loads_once_reports_bad_rows_and_reloads_on_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.csv");
+        std::fs::write(&path, format!("{HEADER}b1,boiler,1,锅炉,东城街道,x,2019-05-10,2025-06-01,2026-06-01\nb2,boiler,2,y,z,w,not-a-date,,\n")).unwrap();
+        let mut file = RegistryFile::new(&path);
+        let (registry, problems) = file.load_if_changed().unwrap().unwrap();
+        assert_eq!(registry.len(), 1, "the bad row is skipped, the rest loads");
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, 3, "{}", problems[0]);
+        assert!(file.load_if_changed().is_none(), "unchanged");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(
+            &path,
+            format!("{HEADER}b1,boiler,1,锅炉,东城街道,x,2019-05-10,2026-06-01,2027-06-01\n"),
+        )
+        .unwrap();
+        let filetime = SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(filetime).unwrap();
+        let (registry, problems) = file.load_if_changed().unwrap().unwrap();
+        assert!(problems.is_empty());
+        assert_eq!(registry.get("b1").unwrap().town, "东城街道");
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            file.load_if_changed().unwrap().is_err(),
+            "a missing file is an error, not an empty registry"
+        );
+    }
+}
