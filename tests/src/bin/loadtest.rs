@@ -2,10 +2,10 @@
 //! to a real VictoriaMetrics), with `mosquitto_sub` counting the same stream in the same run, so
 //! ingest's rate can be read against the broker's own delivery rate. Prints JSON.
 //!
-//! cargo run --release -p system-tests --bin loadtest -- [READINGS] [DEVICES] [SOAK_SECONDS]
+//! cargo run --release -p system-tests --bin loadtest -- [READINGS] [DEVICES] [SOAK_SECONDS] [RULES]
 //!
 //! With SOAK_SECONDS, it then keeps publishing at a steady rate for that long and samples
-//! ingest's resident memory every 10 s.
+//! ingest's resident memory every 10 s. RULES (a rule file or folder) replaces the default pack.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,6 +33,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 fn main() {
     let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let rules = std::env::args().skip(1).find(|a| a.parse::<u64>().is_err());
     let devices = *args.get(1).unwrap_or(&1_000) as usize;
     let readings = (*args.first().unwrap_or(&100_000) as usize / devices).max(1) * devices;
     let soak = Duration::from_secs(*args.get(2).unwrap_or(&0));
@@ -44,11 +45,12 @@ fn main() {
     let http = free_port();
     let config = format!(
         "[mqtt]\nurl = \"{}\"\nclient_id = \"ingest-load\"\n\n[tsdb]\nurl = \"{}\"\nbucket = \"telemetry\"\n\n\
-         [files]\ndir = \"{}\"\n\n[wal]\ndir = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{http}\"\n",
+         [files]\ndir = \"{}\"\n\n[wal]\ndir = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{http}\"\n\n[rules]\nfiles = [{}]\n",
         broker.url(),
         vm.url(),
         dir.join("files").display(),
-        dir.join("wal").display()
+        dir.join("wal").display(),
+        rules.map(|r| format!("{r:?}")).unwrap_or_default()
     );
     let ingest = start_ingest(dir, "ingest", &config);
 
