@@ -1,6 +1,8 @@
 //! One poller per line: it owns the line's Modbus connection (TCP, serial RTU or RTU over
-//! TCP, opened by [`crate::transport`]), polls every device on it at its interval (staggered
-//! so devices do not all fire at once) and appends each reading to the spool. Requests on a
+//! TCP, opened by [`crate::transport`]), polls every device's point groups at their intervals
+//! ([`crate::schedule`]: staggered so devices do not all fire at once; groups due together are
+//! read into one reading) and appends each reading to the spool. A model's
+//! `pause_after_connect` holds a device's first poll on a new connection. Requests on a
 //! line are strictly one at a time, each after the line's silent interval: on a serial bus
 //! this one task serializes every slave.
 //!
@@ -21,7 +23,9 @@ use crate::config::{Device, Line};
 use crate::health::{Health, HealthPolicy, Verdict};
 use crate::narrow::DevicePlan;
 pub use crate::poll::{poll_device, poll_planned, PollError, PollTally};
+use crate::profile::fmt_duration;
 use crate::publisher::{DeviceStatus, Publisher};
+use crate::schedule::{connect_pause_left, GroupStatus, Schedule};
 pub use crate::transport::{connect, ConnectError, TransportError};
 
 pub fn now_ms() -> i64 {
@@ -30,33 +34,46 @@ pub fn now_ms() -> i64 {
 
 struct DeviceState {
     device: Device,
-    plan: DevicePlan,
+    /// Per point group: its requests, narrowed around the points the device refuses.
+    plans: Vec<DevicePlan>,
+    schedule: Schedule,
     health: Health,
-    /// The next regular slot.
-    next_due: Instant,
     seq: u64,
+    /// The connection (by number) this device was last polled on, for `pause_after_connect`.
+    polled_on: u64,
     status: DeviceStatus,
     status_sent: Option<Instant>,
 }
 
 impl DeviceState {
     fn due(&self) -> Instant {
-        self.health.due(self.next_due)
+        self.health.due(self.schedule.next_slot())
     }
 
     /// `device elev-1 (unit 3) on line tcp-1`
     fn name(&self, line: &str) -> String {
         format!("device {} (unit {}) on line {line}", self.device.config.id, self.device.config.unit)
     }
-}
 
-/// The first slot of the grid `next_due + k·interval` that is after `now`.
-fn next_slot_after(next_due: Instant, interval: Duration, now: Instant) -> Instant {
-    if next_due > now {
-        return next_due;
+    /// The per-group counters, when the device has more than one group.
+    fn group_status(&self) -> Vec<GroupStatus> {
+        if self.schedule.groups.len() < 2 {
+            return Vec::new();
+        }
+        self.schedule
+            .groups
+            .iter()
+            .zip(&self.device.groups)
+            .zip(&self.plans)
+            .map(|((slot, group), plan)| GroupStatus {
+                interval: fmt_duration(group.interval),
+                points: group.points.len(),
+                requests: plan.requests.len(),
+                polls: slot.polls,
+                overruns: slot.overruns,
+            })
+            .collect()
     }
-    let behind = (now - next_due).as_nanos() / interval.as_nanos().max(1);
-    next_due + interval * (behind as u32 + 1)
 }
 
 /// The first wait before opening a line again after it failed to open; doubled each time.
@@ -94,20 +111,27 @@ pub async fn run_line(
         .devices
         .into_iter()
         .enumerate()
-        .map(|(i, device)| DeviceState {
-            next_due: start + device.config.interval * i as u32 / n,
-            plan: DevicePlan::from_requests(device.plan.clone()),
-            health: Health::new(options.policy, device.config.interval),
-            status: DeviceStatus { unit: device.config.unit, ..DeviceStatus::default() },
-            device,
-            seq: 0,
-            status_sent: None,
+        .map(|(i, device)| {
+            let intervals: Vec<Duration> = device.groups.iter().map(|g| g.interval).collect();
+            DeviceState {
+                schedule: Schedule::new(&intervals, device.config.interval, i as u32, n, start),
+                plans: device.groups.iter().map(|g| DevicePlan::from_requests(g.plan.clone())).collect(),
+                health: Health::new(options.policy, device.config.interval),
+                status: DeviceStatus { unit: device.config.unit, ..DeviceStatus::default() },
+                device,
+                seq: 0,
+                polled_on: 0,
+                status_sent: None,
+            }
         })
         .collect();
     if devices.is_empty() {
         return;
     }
     let mut ctx: Option<Context> = None;
+    // When the connection was opened, and its number (for `pause_after_connect`).
+    let mut connected_at = start;
+    let mut connection = 0u64;
     let mut line_down: Option<LineDown> = None;
     loop {
         let Some(d) = devices.iter_mut().min_by_key(|d| d.due()) else { return };
@@ -118,18 +142,11 @@ pub async fn run_line(
         if *shutdown.borrow() {
             return;
         }
-        let interval = d.device.config.interval;
         let on_schedule = d.health.on_schedule();
         let now = Instant::now();
-        if on_schedule {
-            // A regular slot: count the slots the line was too busy to make.
-            d.next_due += interval;
-            if d.next_due < now {
-                let missed = ((now - d.next_due).as_nanos() / interval.as_nanos()) as u32 + 1;
-                d.status.overruns += missed as u64;
-                d.next_due += interval * missed;
-            }
-        }
+        // The groups whose slot has come (a regular poll counts the slots the line was too
+        // busy to make), or those a retry or probe owes.
+        let groups = d.schedule.take(now, on_schedule);
 
         let ts = now_ms();
         let started = Instant::now();
@@ -147,7 +164,8 @@ pub async fn run_line(
         // are not quarantined for it, and it is tried again with its own backoff.
         let mut line_failure = false;
         if ctx.is_none() {
-            let not_read = match d.plan.requests.first() {
+            let first = groups.iter().find_map(|&g| d.plans[g].requests.first());
+            let not_read = match first {
                 Some(r) => {
                     format!("{}: {} {}..{} not read", d.name(&cfg.name), r.table.name(), r.start, r.end())
                 }
@@ -168,6 +186,8 @@ pub async fn run_line(
                             );
                         }
                         ctx = Some(c);
+                        connected_at = Instant::now();
+                        connection += 1;
                     }
                     Err(e) => {
                         let why = e.to_string();
@@ -193,14 +213,24 @@ pub async fn run_line(
             }
         }
         if let Some(c) = ctx.as_mut() {
-            if let Err(e) = poll_planned(c, &cfg, &d.device, &mut d.plan, &mut reading, &mut tally).await {
-                tracing::warn!("{e}; reconnecting");
-                match e.cause {
-                    TransportError::Timeout(_) => d.status.timeouts += 1,
-                    _ => d.status.transport_errors += 1,
+            let pause = d.device.profile.pause_after_connect;
+            if d.polled_on != connection && !pause.is_zero() {
+                tokio::time::sleep(connect_pause_left(connected_at, pause, Instant::now())).await;
+            }
+            d.polled_on = connection;
+            for &g in &groups {
+                let polled =
+                    poll_planned(c, &cfg, &d.device, &mut d.plans[g], &mut reading, &mut tally).await;
+                if let Err(e) = polled {
+                    tracing::warn!("{e}; reconnecting");
+                    match e.cause {
+                        TransportError::Timeout(_) => d.status.timeouts += 1,
+                        _ => d.status.transport_errors += 1,
+                    }
+                    transport_error = Some(e.to_string());
+                    ctx = None;
+                    break;
                 }
-                transport_error = Some(e.to_string());
-                ctx = None;
             }
         }
 
@@ -217,9 +247,12 @@ pub async fn run_line(
         } else {
             d.status.online = true;
             if let Some(why) = transport_error {
-                for p in &d.device.profile.points {
-                    if !reading.values.contains_key(&p.name) {
-                        reading.errors.entry(p.name.clone()).or_insert_with(|| why.clone());
+                for &g in &groups {
+                    for &i in &d.device.groups[g].points {
+                        let name = &d.device.profile.points[i].name;
+                        if !reading.values.contains_key(name) {
+                            reading.errors.entry(name.clone()).or_insert_with(|| why.clone());
+                        }
                     }
                 }
                 d.status.last_error = Some(why);
@@ -272,18 +305,18 @@ pub async fn run_line(
                 probe_at - now
             ),
         }
-        if !on_schedule && !failed {
-            d.next_due = next_slot_after(d.next_due, interval, now);
-        }
+        d.schedule.polled(&groups, !failed, on_schedule, now);
+        d.status.overruns = d.schedule.overruns();
+        d.status.groups = d.group_status();
         d.status.quarantined = d.health.is_quarantined();
         d.status.next_probe_ms = d
             .status
             .quarantined
             .then(|| now_ms() + d.due().saturating_duration_since(now).as_millis() as i64);
         d.status.bad_points = d
-            .plan
-            .bad
+            .plans
             .iter()
+            .flat_map(|plan| plan.bad.iter())
             .map(|(&i, b)| (d.device.profile.points[i].name.clone(), b.why.clone()))
             .collect();
         let changed = before != (d.status.online, d.status.quarantined, d.status.bad_points.clone());
@@ -292,19 +325,5 @@ pub async fn run_line(
             d.status_sent = Some(Instant::now());
             publisher.device_status(&d.device.config.id, &d.status);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slots_stay_on_their_grid() {
-        let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        assert_eq!(next_slot_after(t0 + ms(500), ms(1000), t0), t0 + ms(500));
-        assert_eq!(next_slot_after(t0, ms(1000), t0), t0 + ms(1000));
-        assert_eq!(next_slot_after(t0, ms(1000), t0 + ms(2500)), t0 + ms(3000));
     }
 }

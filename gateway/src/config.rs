@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crate::line::{LineConfig, Link, Parity, SerialFrame, Transport};
-use crate::planner::{plan, ReadRequest};
+use crate::planner::{plan, plan_points, ReadRequest};
 use crate::profile::Profile;
 pub use crate::spool::{SpoolSettings, WhenFullSetting};
 
@@ -94,6 +94,77 @@ pub struct DeviceConfig {
     pub profile: String,
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub interval: Duration,
+    /// Points polled at their own interval (`[[device.group]]`), over the profile's.
+    #[serde(default)]
+    pub group: Vec<GroupConfig>,
+}
+
+/// `[[device.group]]`: some of a device's points polled at their own interval.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Point names of the device's profile.
+    pub points: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+/// The points of a device polled together at one interval, and the requests that read them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PointGroup {
+    pub interval: Duration,
+    /// Indexes into the profile's points.
+    pub points: Vec<usize>,
+    pub plan: Vec<ReadRequest>,
+}
+
+/// A device's point groups: each point at the interval of the `[[device.group]]` naming it,
+/// else its profile's `interval`, else the device's; points of one interval form one group,
+/// planned on its own. Sorted by interval. Problems name the group and the point.
+pub fn point_groups(
+    profile: &Profile,
+    interval: Duration,
+    groups: &[GroupConfig],
+) -> Result<Vec<PointGroup>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut chosen: std::collections::BTreeMap<usize, (usize, Duration)> = Default::default();
+    for (j, g) in groups.iter().enumerate() {
+        if g.interval.is_zero() {
+            problems.push(format!("group[{j}].interval must be above zero"));
+        }
+        if g.points.is_empty() {
+            problems.push(format!("group[{j}].points is empty"));
+        }
+        for name in &g.points {
+            match profile.points.iter().position(|p| &p.name == name) {
+                Some(i) => {
+                    if let Some((k, _)) = chosen.insert(i, (j, g.interval)) {
+                        problems.push(format!("group[{j}].points: `{name}` is in group[{k}] too"));
+                    }
+                }
+                None => match profile.points.iter().find(|p| p.bits.values().any(|b| b == name)) {
+                    Some(p) => problems.push(format!(
+                        "group[{j}].points: `{name}` is a bit of point `{}`: name the point",
+                        p.name
+                    )),
+                    None => problems
+                        .push(format!("group[{j}].points: profile `{}` has no point `{name}`", profile.name)),
+                },
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let mut by_interval: std::collections::BTreeMap<Duration, Vec<usize>> = Default::default();
+    for (i, p) in profile.points.iter().enumerate() {
+        let every = chosen.get(&i).map(|&(_, d)| d).or(p.interval).unwrap_or(interval);
+        by_interval.entry(every).or_default().push(i);
+    }
+    Ok(by_interval
+        .into_iter()
+        .map(|(interval, points)| PointGroup { interval, plan: plan_points(profile, &points), points })
+        .collect())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,12 +175,22 @@ pub enum ConfigError {
     Invalid { file: String, problems: Vec<String> },
 }
 
-/// A device ready to poll: its config, profile and request plan.
+/// A device ready to poll: its config, profile and request plans.
 #[derive(Clone, Debug)]
 pub struct Device {
     pub config: DeviceConfig,
     pub profile: Arc<Profile>,
+    /// The requests that read every point at once.
     pub plan: Vec<ReadRequest>,
+    /// The points by interval, each group with its own requests; what the bus polls.
+    pub groups: Vec<PointGroup>,
+}
+
+impl Device {
+    /// Requests per second at the groups' intervals.
+    pub fn requests_per_second(&self) -> f64 {
+        self.groups.iter().map(|g| g.plan.len() as f64 / g.interval.as_secs_f64()).sum()
+    }
 }
 
 /// A line with the devices on it.
@@ -227,8 +308,13 @@ impl GatewayConfig {
             if d.interval.is_zero() {
                 problems.push(format!("device[{i}].interval must be above zero"));
             }
-            if let Err(e) = Profile::load(self.profiles_dir.as_deref(), &d.profile) {
-                problems.push(format!("device[{i}].profile: {e}"));
+            match Profile::load(self.profiles_dir.as_deref(), &d.profile) {
+                Err(e) => problems.push(format!("device[{i}].profile: {e}")),
+                Ok(profile) => {
+                    if let Err(group_problems) = point_groups(&profile, d.interval, &d.group) {
+                        problems.extend(group_problems.into_iter().map(|p| format!("device[{i}].{p}")));
+                    }
+                }
             }
         }
         problems
@@ -267,7 +353,12 @@ impl GatewayConfig {
                     file: "<config>".into(),
                     problems: vec![format!("device `{}`: no line `{}`", d.id, d.line)],
                 })?;
-            line.devices.push(Device { config: d.clone(), plan: plan(&profile), profile });
+            let groups =
+                point_groups(&profile, d.interval, &d.group).map_err(|problems| ConfigError::Invalid {
+                    file: "<config>".into(),
+                    problems: problems.into_iter().map(|p| format!("device `{}`: {p}", d.id)).collect(),
+                })?;
+            line.devices.push(Device { config: d.clone(), plan: plan(&profile), groups, profile });
         }
         Ok(lines)
     }
@@ -300,188 +391,5 @@ pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const EXAMPLE: &str = r#"
-[gateway]
-id = "gw-1"
-[mqtt]
-url = "mqtt://127.0.0.1:1884"
-[[line]]
-name = "tcp-1"
-transport = "tcp"
-address = "127.0.0.1:5020"
-timeout = "500ms"
-[[device]]
-id = "elev-1"
-line = "tcp-1"
-unit = 3
-profile = "elevator-box-v1"
-interval = "2s"
-"#;
-
-    #[test]
-    fn parses_and_builds_an_example() {
-        let cfg = GatewayConfig::from_toml(EXAMPLE).unwrap();
-        assert_eq!(cfg.mqtt.partitions, 16);
-        assert_eq!(cfg.lines[0].timeout, Duration::from_millis(500));
-        let lines = cfg.build().unwrap();
-        assert_eq!(lines[0].devices[0].config.interval, Duration::from_secs(2));
-        assert!(!lines[0].devices[0].plan.is_empty());
-    }
-
-    #[test]
-    fn the_spool_section_is_optional_and_checked() {
-        let cfg = GatewayConfig::from_toml(EXAMPLE).unwrap();
-        assert_eq!(cfg.spool.when_full, WhenFullSetting::DropOldest);
-        assert_eq!(cfg.spool_dir(), std::env::temp_dir().join("gateway-spool").join("gw-1"));
-        assert_eq!(cfg.gateway.status_every, Duration::from_secs(30));
-        let with = format!(
-            "{EXAMPLE}\n[spool]\ndir = \"/var/lib/gateway/spool\"\nmax_bytes = \"512MiB\"\nmax_age = \"7d\"\n\
-             when_full = \"block\"\n"
-        );
-        let cfg = GatewayConfig::from_toml(&with).unwrap();
-        assert_eq!(cfg.spool_dir(), PathBuf::from("/var/lib/gateway/spool"));
-        assert_eq!(cfg.spool.max_bytes.0, 512 << 20);
-        assert_eq!(cfg.spool.max_age, Duration::from_secs(7 * 86_400));
-        assert_eq!(cfg.spool.when_full, WhenFullSetting::Block);
-        let err = GatewayConfig::from_toml(&with.replace("512MiB", "1kB")).unwrap_err().to_string();
-        assert!(err.contains("spool.max_bytes 1000 is below the smallest spool"), "{err}");
-        let err = GatewayConfig::from_toml(&with.replace("max_age", "max_agee")).unwrap_err().to_string();
-        assert!(err.contains("max_agee"), "{err}");
-    }
-
-    #[test]
-    fn a_relative_spool_dir_is_relative_to_the_config_file() {
-        let dir = std::env::temp_dir().join(format!("gw-cfg-spool-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("gateway.toml");
-        std::fs::write(&path, format!("{EXAMPLE}\n[spool]\ndir = \"spool\"\n")).unwrap();
-        let cfg = GatewayConfig::load(&path).unwrap();
-        assert_eq!(cfg.spool_dir(), dir.join("spool"));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn problems_name_their_path() {
-        let bad = EXAMPLE.replace("unit = 3", "unit = 0").replace("line = \"tcp-1\"", "line = \"nope\"");
-        let err = GatewayConfig::from_toml(&bad).unwrap_err().to_string();
-        assert!(err.contains("device[0].unit 0 must be 1 to 247"), "{err}");
-        assert!(err.contains("device[0].line `nope` is not a [[line]] name"), "{err}");
-        let err =
-            GatewayConfig::from_toml(&EXAMPLE.replace("elevator-box-v1", "nope")).unwrap_err().to_string();
-        assert!(err.contains("device[0].profile: profile `nope`"), "{err}");
-        let err =
-            GatewayConfig::from_toml(&EXAMPLE.replace("interval", "intervall")).unwrap_err().to_string();
-        assert!(err.contains("intervall"), "{err}");
-    }
-
-    const THREE_LINES: &str = r#"
-[gateway]
-id = "gw-1"
-[mqtt]
-url = "mqtt://127.0.0.1:1884"
-[[line]]
-name = "tcp-1"
-transport = "tcp"
-address = "127.0.0.1:5020"
-[[line]]
-name = "rs485-1"
-transport = "rtu"
-port = "/dev/ttyUSB0"
-baud = 19200
-parity = "even"
-[[line]]
-name = "dtu-1"
-transport = "rtu-over-tcp"
-address = "127.0.0.1:4001"
-silent_interval = "20ms"
-[[device]]
-id = "elev-1"
-line = "rs485-1"
-unit = 3
-profile = "elevator-box-v1"
-[[device]]
-id = "wm-1"
-line = "dtu-1"
-unit = 7
-profile = "water-meter-v1"
-"#;
-
-    #[test]
-    fn parses_a_line_of_each_transport() {
-        let cfg = GatewayConfig::from_toml(THREE_LINES).unwrap();
-        let lines = cfg.build().unwrap();
-        assert_eq!(lines[0].link, Link::Tcp { address: "127.0.0.1:5020".into() });
-        assert_eq!(
-            lines[1].link,
-            Link::Rtu {
-                port: "/dev/ttyUSB0".into(),
-                frame: SerialFrame { baud: 19200, parity: Parity::Even, data_bits: 8, stop_bits: 1 }
-            }
-        );
-        assert_eq!(lines[1].config.effective_silent_interval(), Duration::from_micros(2006));
-        assert_eq!(lines[1].devices[0].config.id, "elev-1");
-        assert_eq!(lines[2].link, Link::RtuOverTcp { address: "127.0.0.1:4001".into() });
-        assert_eq!(lines[2].config.effective_silent_interval(), Duration::from_millis(20));
-        assert_eq!(lines[2].devices[0].config.id, "wm-1");
-    }
-
-    #[test]
-    fn line_problems_name_their_path() {
-        let bad = THREE_LINES
-            .replace("port = \"/dev/ttyUSB0\"", "address = \"127.0.0.1:502\"")
-            .replace("silent_interval = \"20ms\"", "baud = 9600");
-        let err = GatewayConfig::from_toml(&bad).unwrap_err().to_string();
-        for want in [
-            "line[1].address does not apply to transport rtu (it takes port)",
-            "line[1].port is required for transport rtu",
-            "line[2].baud does not apply to transport rtu-over-tcp (only to rtu)",
-        ] {
-            assert!(err.contains(want), "{want}: {err}");
-        }
-        assert!(!err.contains("line[0]"), "{err}");
-        let err =
-            GatewayConfig::from_toml(&THREE_LINES.replace("transport = \"tcp\"", "transport = \"udp\""))
-                .unwrap_err()
-                .to_string();
-        assert!(err.contains("udp"), "{err}");
-        let err = GatewayConfig::from_toml(&THREE_LINES.replace("baud = 19200", "baudrate = 19200"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("baudrate"), "{err}");
-    }
-
-    #[test]
-    fn mqtt_urls() {
-        assert_eq!(parse_mqtt_url("mqtt://127.0.0.1:1884"), Ok(("127.0.0.1".into(), 1884)));
-        assert_eq!(parse_mqtt_url("mqtt://broker"), Ok(("broker".into(), 1883)));
-        assert_eq!(parse_mqtt_url("tcp://[::1]:1883"), Ok(("::1".into(), 1883)));
-        assert!(parse_mqtt_url("http://x").is_err());
-        assert!(parse_mqtt_url("mqtt://x:abc").is_err());
-    }
-
-    #[test]
-    fn only_section_keys_are_overrides() {
-        let vars =
-            [("GATEWAY_LOG", "debug"), ("GATEWAY_MQTT__URL", "mqtt://x"), ("PATH", "/bin"), ("GATEWAY_", "")];
-        let map = overrides(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        assert_eq!(map.len(), 1);
-        assert_eq!(map["GATEWAY_MQTT__URL"], "mqtt://x");
-    }
-
-    #[test]
-    fn environment_overrides_scalar_keys() {
-        let dir = std::env::temp_dir().join(format!("gw-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("gateway.toml");
-        std::fs::write(&path, EXAMPLE).unwrap();
-        // The only test in this crate that touches GATEWAY_* variables.
-        std::env::set_var("GATEWAY_MQTT__URL", "mqtt://127.0.0.1:9999");
-        let cfg = GatewayConfig::load(&path);
-        std::env::remove_var("GATEWAY_MQTT__URL");
-        let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(cfg.unwrap().mqtt.url, "mqtt://127.0.0.1:9999");
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -7,10 +7,15 @@
 //!   overrides; `build()` loads the profiles and plans each device.
 //! - [`line`]: a `[[line]]`'s transport (`tcp`, `rtu`, `rtu-over-tcp`), its keys checked, the
 //!   RTU silent interval. Pure.
-//! - [`profile`]: equipment models' register maps and firmware limits (`deploy/profiles/`).
-//! - [`planner`]: a profile's points to the fewest read requests (around refused points). Pure.
+//! - [`profile`]: equipment models' register maps, firmware limits and pauses
+//!   (`deploy/profiles/`); [`point`]: one point's table, address, type, byte order, length,
+//!   bits; [`profile_toml`] writes a profile back; [`csv_import`]: register sheets (CSV) to
+//!   profiles (`gateway import-csv`). Pure.
+//! - [`planner`]: a profile's points (or one point group's) to the fewest read requests
+//!   (around refused points). Pure.
 //! - [`transport`]: opens a line (TCP, serial port, TCP to a DTU) as a tokio-modbus context.
-//! - [`bus`]: one task per line: connect, poll each device at its interval, keep its health.
+//! - [`bus`]: one task per line: connect, poll each device's point groups when due, keep its
+//!   health. [`schedule`]: each group's slots, staggered across devices, overruns. Pure.
 //! - [`poll`]: one poll of one device, narrowing refused requests on the spot.
 //! - [`health`]: retry backoff, quarantine and probing per device. Pure.
 //! - [`narrow`]: bisecting a refused request; a device's plan around its bad points. Pure.
@@ -19,20 +24,24 @@
 //! - [`publisher`]: the MQTT client: the event-loop task, status messages, birth, last will.
 //! - [`inflight`]: which spool record each publish carries, up to its PUBACK. Pure.
 //! - [`sender`]: the spool to MQTT in order, replays marked, acknowledged only after PUBACK.
-//! - [`sim`]: `gateway sim`, simulated equipment of four kinds over Modbus TCP, RTU over TCP or
+//! - [`sim`]: `gateway sim`, simulated equipment of five kinds over Modbus TCP, RTU over TCP or
 //!   RTU on a serial device, with dead, slow and refusing units on demand.
 
 pub mod bus;
 pub mod config;
+pub mod csv_import;
 pub mod health;
 pub mod inflight;
 pub mod line;
 pub mod narrow;
 pub mod planner;
+pub mod point;
 pub mod poll;
 pub mod profile;
+pub mod profile_toml;
 pub mod publisher;
 pub mod register;
+pub mod schedule;
 pub mod sender;
 pub mod sim;
 pub mod spool;

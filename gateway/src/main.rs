@@ -31,15 +31,47 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
-    /// Validate a config file and print each device's Modbus read requests.
+    /// Validate a config file and print each device's Modbus read requests, per point group,
+    /// and the requests per cycle.
     Plan {
         /// The gateway config (TOML).
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Turn a register sheet (CSV, one row per point) into a profile. Every bad row is
+    /// reported with its line and column and left out; the exit status is then 1.
+    ImportCsv(ImportArgs),
     /// Serve simulated devices over Modbus TCP (or RTU over TCP, or RTU on a serial device),
     /// one unit id per device, faults coming and going.
     Sim(Box<SimArgs>),
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// The sheet: a header row naming the columns (name, table, address, type, order, length,
+    /// scale, offset, unit, bits, codes, interval, description), then one row per point.
+    sheet: PathBuf,
+    /// The equipment kind (`boiler`, `elevator`, …).
+    #[arg(long)]
+    kind: String,
+    /// The profile's name (default: the sheet's file name without `.csv`).
+    #[arg(long)]
+    name: Option<String>,
+    /// The profile's description.
+    #[arg(long)]
+    description: Option<String>,
+    /// Most registers per request the firmware answers (default 125).
+    #[arg(long)]
+    max_registers: Option<u16>,
+    /// Most coils or discrete inputs per request (default 2000).
+    #[arg(long)]
+    max_bits: Option<u16>,
+    /// Largest hole of unused addresses a request may read across (default 0).
+    #[arg(long)]
+    max_gap: Option<u16>,
+    /// Where to write the profile (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -74,6 +106,9 @@ struct SimArgs {
     /// Number of simulated DC charging piles (profile charging-pile-dc-v1).
     #[arg(long, default_value_t = 1)]
     charging_piles: usize,
+    /// Number of simulated AC charging piles (profile charging-pile-ac-v1).
+    #[arg(long, default_value_t = 0)]
+    ac_piles: usize,
     /// Each device's fault repeats this often.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     fault_period: Duration,
@@ -138,30 +173,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Plan { config } => {
             let cfg = GatewayConfig::load(&config)?;
-            for line in cfg.build()? {
-                println!("line {} ({})", line.config.name, line.link);
-                for d in &line.devices {
-                    println!(
-                        "  device {} unit {} profile {}: {} requests",
-                        d.config.id,
-                        d.config.unit,
-                        d.profile.name,
-                        d.plan.len()
-                    );
-                    for r in &d.plan {
-                        let names: Vec<&str> =
-                            r.points.iter().map(|&i| d.profile.points[i].name.as_str()).collect();
-                        println!(
-                            "    {:<8} {:>5} +{:<4} {}",
-                            r.table.name(),
-                            r.start,
-                            r.count,
-                            names.join(", ")
-                        );
-                    }
-                }
-            }
+            print!("{}", plan_text(&cfg.build()?));
         }
+        Command::ImportCsv(args) => return import_csv(args),
         Command::Sim(args) => run_sim(*args).await?,
     }
     Ok(())
@@ -174,6 +188,7 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
             ("boiler".into(), args.boilers),
             ("water_meter".into(), args.water_meters),
             ("charging_pile".into(), args.charging_piles),
+            ("charging_pile_ac".into(), args.ac_piles),
         ],
         fault_period: args.fault_period,
         fault_duration: args.fault_duration,
@@ -252,5 +267,102 @@ fn write_config(path: &Path, sim: &Simulator, args: &SimArgs, link: &Link) -> an
     tmp.push(".tmp");
     std::fs::write(&tmp, text).with_context(|| format!("write {}", path.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
+    Ok(())
+}
+
+/// What `gateway plan` prints: per line, each device's point groups with their requests, and
+/// the requests per cycle (every group once) and per second.
+fn plan_text(lines: &[gateway::config::Line]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let (mut cycle, mut per_second, mut devices) = (0usize, 0f64, 0usize);
+    for line in lines {
+        let _ = writeln!(out, "line {} ({})", line.config.name, line.link);
+        for d in &line.devices {
+            devices += 1;
+            let requests: usize = d.groups.iter().map(|g| g.plan.len()).sum();
+            cycle += requests;
+            per_second += d.requests_per_second();
+            let _ = writeln!(
+                out,
+                "  device {} unit {} profile {}: {} per cycle",
+                d.config.id,
+                d.config.unit,
+                d.profile.name,
+                count(requests, "request")
+            );
+            for g in &d.groups {
+                let _ = writeln!(
+                    out,
+                    "    every {}: {}, {}",
+                    humantime::format_duration(g.interval),
+                    count(g.points.len(), "point"),
+                    count(g.plan.len(), "request")
+                );
+                for r in &g.plan {
+                    let names: Vec<&str> =
+                        r.points.iter().map(|&i| d.profile.points[i].name.as_str()).collect();
+                    let _ = writeln!(
+                        out,
+                        "      {:<8} {:>5} +{:<4} {}",
+                        r.table.name(),
+                        r.start,
+                        r.count,
+                        names.join(", ")
+                    );
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "total: {}, {} per cycle (every group once), {per_second:.1} requests/s",
+        count(devices, "device"),
+        count(cycle, "request")
+    );
+    out
+}
+
+/// `1 request`, `3 requests`.
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+fn import_csv(args: ImportArgs) -> anyhow::Result<()> {
+    let sheet = args.sheet.display().to_string();
+    let text = std::fs::read_to_string(&args.sheet).with_context(|| format!("read {sheet}"))?;
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.sheet.file_stem().map_or_else(|| "profile".into(), |s| s.to_string_lossy().into_owned())
+    });
+    let options = gateway::csv_import::SheetOptions {
+        kind: args.kind,
+        name: name.clone(),
+        description: args.description,
+        max_registers: args.max_registers,
+        max_bits: args.max_bits,
+        max_gap: args.max_gap,
+    };
+    let imported = gateway::csv_import::import(&text, &options).with_context(|| sheet.clone())?;
+    for e in &imported.errors {
+        eprintln!("{sheet}: {e}; row left out");
+    }
+    let comment = format!(
+        "Profile {name}, made by `gateway import-csv` from {} ({} points).",
+        args.sheet.file_name().map_or(sheet.clone(), |f| f.to_string_lossy().into_owned()),
+        imported.profile.points.len()
+    );
+    let toml = gateway::profile_toml::to_toml(&imported.profile, &comment);
+    gateway::profile::Profile::parse(&name, "the imported profile", &toml)?;
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &toml).with_context(|| format!("write {}", path.display()))?;
+            eprintln!("{}: {} points", path.display(), imported.profile.points.len());
+        }
+        None => print!("{toml}"),
+    }
+    if !imported.errors.is_empty() {
+        eprintln!("{sheet}: {} bad rows left out", imported.errors.len());
+        std::process::exit(1);
+    }
     Ok(())
 }

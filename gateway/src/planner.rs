@@ -36,6 +36,13 @@ pub fn plan(profile: &Profile) -> Vec<ReadRequest> {
     plan_around(profile, &BTreeSet::new(), &BTreeSet::new())
 }
 
+/// Plans the requests that read exactly `points` (one point group of a device).
+pub fn plan_points(profile: &Profile, points: &[usize]) -> Vec<ReadRequest> {
+    let keep: BTreeSet<usize> = points.iter().copied().collect();
+    let skip = (0..profile.points.len()).filter(|i| !keep.contains(i)).collect();
+    plan_around(profile, &skip, &BTreeSet::new())
+}
+
 /// Plans the requests for the points not in `skip`, none of them reading across a cut.
 pub fn plan_around(profile: &Profile, skip: &BTreeSet<usize>, cuts: &BTreeSet<Cut>) -> Vec<ReadRequest> {
     let mut order: Vec<usize> = (0..profile.points.len()).filter(|i| !skip.contains(i)).collect();
@@ -68,114 +75,5 @@ pub fn crosses_cut(cuts: &BTreeSet<Cut>, table: Table, start: u16, end: u32) -> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::profile::{ByteOrder, DataType, Point};
-    use std::collections::BTreeMap;
-
-    fn profile(max_registers: u16, max_gap: u16, points: &[(Table, u16, DataType)]) -> Profile {
-        Profile {
-            name: "t".into(),
-            kind: "test".into(),
-            description: None,
-            max_registers,
-            max_bits: 2000,
-            max_gap,
-            points: points
-                .iter()
-                .enumerate()
-                .map(|(i, &(table, address, data_type))| Point {
-                    name: format!("p{i}"),
-                    table,
-                    address,
-                    data_type,
-                    order: ByteOrder::ABCD,
-                    scale: 1.0,
-                    offset: 0.0,
-                    unit: None,
-                    bits: BTreeMap::new(),
-                    codes: BTreeMap::new(),
-                })
-                .collect(),
-        }
-    }
-
-    fn spans(reqs: &[ReadRequest]) -> Vec<(Table, u16, u16)> {
-        reqs.iter().map(|r| (r.table, r.start, r.count)).collect()
-    }
-
-    use DataType::*;
-    use Table::*;
-
-    #[test]
-    fn contiguous_points_share_one_request() {
-        let p = profile(125, 0, &[(Holding, 0, U16), (Holding, 1, F32), (Holding, 3, U16)]);
-        assert_eq!(spans(&plan(&p)), vec![(Holding, 0, 4)]);
-    }
-
-    #[test]
-    fn gaps_are_filled_only_up_to_max_gap() {
-        let pts = [(Holding, 0, U16), (Holding, 3, U16), (Holding, 10, U16)];
-        assert_eq!(spans(&plan(&profile(125, 2, &pts))), vec![(Holding, 0, 4), (Holding, 10, 1)]);
-        assert_eq!(spans(&plan(&profile(125, 6, &pts))), vec![(Holding, 0, 11)]);
-        assert_eq!(plan(&profile(125, 0, &pts)).len(), 3);
-    }
-
-    #[test]
-    fn tables_never_mix_and_bits_use_their_own_limit() {
-        let pts =
-            [(Holding, 0, U16), (Input, 1, U16), (Coil, 0, Bool), (Discrete, 0, Bool), (Coil, 1999, Bool)];
-        let reqs = plan(&profile(125, 2000, &pts));
-        assert_eq!(spans(&reqs), vec![(Coil, 0, 2000), (Discrete, 0, 1), (Input, 1, 1), (Holding, 0, 1)]);
-    }
-
-    #[test]
-    fn max_registers_splits_requests_and_never_splits_a_point() {
-        let pts = [(Holding, 0, F32), (Holding, 2, F32), (Holding, 4, F32)];
-        assert_eq!(spans(&plan(&profile(1, 0, &[(Holding, 0, U16), (Holding, 1, U16)]))).len(), 2);
-        assert_eq!(
-            spans(&plan(&profile(2, 0, &pts))),
-            vec![(Holding, 0, 2), (Holding, 2, 2), (Holding, 4, 2)]
-        );
-        assert_eq!(spans(&plan(&profile(5, 0, &pts))), vec![(Holding, 0, 4), (Holding, 4, 2)]);
-        let far = [(Holding, 0, U16), (Holding, 124, U16), (Holding, 125, U16)];
-        assert_eq!(spans(&plan(&profile(125, 200, &far))), vec![(Holding, 0, 125), (Holding, 125, 1)]);
-    }
-
-    #[test]
-    fn skipped_points_and_cuts_split_requests() {
-        let pts = [(Holding, 100, F32), (Holding, 102, U16), (Holding, 104, U16), (Holding, 110, U32)];
-        let p = profile(64, 8, &pts);
-        assert_eq!(spans(&plan(&p)), vec![(Holding, 100, 12)]);
-        let skip = BTreeSet::from([2]);
-        let none = BTreeSet::new();
-        // Without the point at 104 the gap would still be read across it.
-        assert_eq!(spans(&plan_around(&p, &skip, &none)), vec![(Holding, 100, 12)]);
-        let cuts = BTreeSet::from([(Holding, 104), (Holding, 105)]);
-        assert_eq!(spans(&plan_around(&p, &skip, &cuts)), vec![(Holding, 100, 3), (Holding, 110, 2)]);
-        // A cut in another table changes nothing.
-        let other = BTreeSet::from([(Input, 104)]);
-        assert_eq!(spans(&plan_around(&p, &BTreeSet::new(), &other)), vec![(Holding, 100, 12)]);
-        assert!(crosses_cut(&cuts, Holding, 100, 104));
-        assert!(!crosses_cut(&cuts, Holding, 104, 104), "a request starting at a cut does not cross it");
-        assert!(!crosses_cut(&cuts, Holding, 100, 103));
-    }
-
-    #[test]
-    fn every_point_is_carried_by_exactly_one_request_that_covers_it() {
-        let pts =
-            [(Holding, 50, U32), (Holding, 7, U16), (Input, 3, F64), (Holding, 8, I16), (Holding, 51, U16)];
-        let p = profile(10, 3, &pts);
-        let reqs = plan(&p);
-        let mut carried: Vec<usize> = reqs.iter().flat_map(|r| r.points.clone()).collect();
-        carried.sort();
-        assert_eq!(carried, vec![0, 1, 2, 3, 4]);
-        for r in &reqs {
-            assert!(r.count <= 10);
-            for &i in &r.points {
-                let pt = &p.points[i];
-                assert!(pt.table == r.table && pt.address >= r.start && pt.end() <= r.end(), "{i} in {r:?}");
-            }
-        }
-    }
-}
+#[path = "planner_tests.rs"]
+mod tests;

@@ -1,5 +1,5 @@
 //! One poll of one device: every request of its plan, one at a time after the line's silent
-//! interval, each waiting at most the line's timeout. Values are decoded into the reading;
+//! interval and the model's `pause_between_requests`, each waiting at most the line's timeout. Values are decoded into the reading;
 //! a Modbus exception marks that request's points in the reading's `errors`, and an illegal
 //! address in a request of several points is narrowed down on the spot ([`crate::narrow`]) so
 //! the other points still arrive. A timeout or transport error ends the poll: the caller must
@@ -16,7 +16,7 @@ use crate::config::{Device, LineConfig};
 use crate::narrow::{is_narrowable, Bisection, DevicePlan, Outcome};
 use crate::planner::ReadRequest;
 use crate::profile::Table;
-use crate::register::decode_block;
+use crate::register::decode_into;
 use crate::transport::TransportError;
 
 /// What one request came back with.
@@ -160,10 +160,11 @@ pub async fn poll_planned(
 ) -> Result<(), PollError> {
     ctx.set_slave(Slave(device.config.unit));
     let profile = &device.profile;
-    let mut p = Poller { ctx, line, device, silent: line.effective_silent_interval() };
+    let silent = line.effective_silent_interval() + device.profile.pause_between_requests;
+    let mut p = Poller { ctx, line, device, silent };
     for req in plan.requests.clone() {
         match p.read(&req).await {
-            Answer::Data(words) => reading.values.extend(decode_block(profile, &req, &words)),
+            Answer::Data(words) => decode_into(profile, &req, &words, reading),
             Answer::Transport(cause) => return Err(p.failure(&req, cause)),
             Answer::Exception { code, why } => {
                 p.exception(tally, &req, &why);
@@ -177,7 +178,7 @@ pub async fn poll_planned(
                 while let Some(sub) = bisection.next().cloned() {
                     let outcome = match p.read(&sub).await {
                         Answer::Data(words) => {
-                            reading.values.extend(decode_block(profile, &sub, &words));
+                            decode_into(profile, &sub, &words, reading);
                             Outcome::Read
                         }
                         Answer::Transport(cause) => return Err(p.failure(&sub, cause)),
@@ -222,7 +223,7 @@ pub async fn poll_planned(
         let single = DevicePlan::probe_request(profile, i);
         match p.read(&single).await {
             Answer::Data(words) => {
-                reading.values.extend(decode_block(profile, &single, &words));
+                decode_into(profile, &single, &words, reading);
                 plan.probed(profile, i, None, Instant::now());
                 tracing::info!(
                     "{} ({}): answered again; back in the plan: {}",

@@ -1,143 +1,12 @@
 //! Device profiles: one equipment model's register map and firmware limits, written once in TOML
 //! and shared by every device of that model.
 
-use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 
-/// The four Modbus data tables.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Table {
-    Coil,
-    #[serde(alias = "discrete_input")]
-    Discrete,
-    #[serde(alias = "input_register")]
-    Input,
-    #[serde(alias = "holding_register")]
-    Holding,
-}
-
-impl Table {
-    /// Coils and discrete inputs are read as bits, the others as 16-bit registers.
-    pub fn is_bits(self) -> bool {
-        matches!(self, Table::Coil | Table::Discrete)
-    }
-
-    /// The most a single read may ask for (Modbus application protocol, 6.1 to 6.4).
-    pub fn protocol_limit(self) -> u16 {
-        if self.is_bits() {
-            2000
-        } else {
-            125
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Table::Coil => "coil",
-            Table::Discrete => "discrete",
-            Table::Input => "input",
-            Table::Holding => "holding",
-        }
-    }
-}
-
-/// How a point's registers are interpreted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DataType {
-    Bool,
-    U16,
-    I16,
-    U32,
-    I32,
-    U64,
-    I64,
-    F32,
-    F64,
-}
-
-impl DataType {
-    /// Registers (or bits, for `bool` in a bit table) the type occupies.
-    pub fn width(self) -> u16 {
-        match self {
-            DataType::Bool | DataType::U16 | DataType::I16 => 1,
-            DataType::U32 | DataType::I32 | DataType::F32 => 2,
-            DataType::U64 | DataType::I64 | DataType::F64 => 4,
-        }
-    }
-
-    pub fn is_integer(self) -> bool {
-        !matches!(self, DataType::F32 | DataType::F64 | DataType::Bool)
-    }
-}
-
-/// Byte order of a multi-byte value, in the usual notation: `ABCD` is big-endian throughout,
-/// `CDAB` swaps the words, `BADC` swaps the bytes in each word, `DCBA` is little-endian.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-pub enum ByteOrder {
-    #[default]
-    ABCD,
-    CDAB,
-    BADC,
-    DCBA,
-}
-
-impl ByteOrder {
-    pub fn swaps_words(self) -> bool {
-        matches!(self, ByteOrder::CDAB | ByteOrder::DCBA)
-    }
-    pub fn swaps_bytes(self) -> bool {
-        matches!(self, ByteOrder::BADC | ByteOrder::DCBA)
-    }
-}
-
-fn one() -> f64 {
-    1.0
-}
-
-/// One named value in a device's register map.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Point {
-    pub name: String,
-    pub table: Table,
-    pub address: u16,
-    #[serde(rename = "type")]
-    pub data_type: DataType,
-    #[serde(default, alias = "word_order")]
-    pub order: ByteOrder,
-    #[serde(default = "one")]
-    pub scale: f64,
-    #[serde(default)]
-    pub offset: f64,
-    #[serde(default)]
-    pub unit: Option<String>,
-    /// Named bits of an integer point; each is published as a boolean value of its own.
-    #[serde(default)]
-    pub bits: BTreeMap<u8, String>,
-    /// Named values of a fault-code point, for rules and messages.
-    #[serde(default)]
-    pub codes: BTreeMap<u32, String>,
-}
-
-impl Point {
-    /// Registers or bits this point spans.
-    pub fn width(&self) -> u16 {
-        if self.table.is_bits() {
-            1
-        } else {
-            self.data_type.width()
-        }
-    }
-
-    /// The last address this point occupies.
-    pub fn end(&self) -> u32 {
-        self.address as u32 + self.width() as u32 - 1
-    }
-}
+pub use crate::point::{BitRange, ByteOrder, DataType, Point, Table, BYTE_ORDERS, DATA_TYPES};
 
 fn default_max_registers() -> u16 {
     125
@@ -165,6 +34,14 @@ pub struct Profile {
     /// Largest hole of unused addresses a request may read across to save a request.
     #[serde(default)]
     pub max_gap: u16,
+    /// Pause before each request to a device of this model, on top of the line's silent
+    /// interval (slow firmware that needs time between requests).
+    #[serde(default, with = "humantime_serde")]
+    pub pause_between_requests: Duration,
+    /// Pause after the line's connection is opened before the first request to a device of
+    /// this model (firmware or converters that drop what comes too soon).
+    #[serde(default, with = "humantime_serde")]
+    pub pause_after_connect: Duration,
     #[serde(rename = "point")]
     pub points: Vec<Point>,
 }
@@ -188,9 +65,30 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("boiler-ctl-v1", include_str!("../../deploy/profiles/boiler-ctl-v1.toml")),
     ("water-meter-v1", include_str!("../../deploy/profiles/water-meter-v1.toml")),
     ("charging-pile-dc-v1", include_str!("../../deploy/profiles/charging-pile-dc-v1.toml")),
+    ("charging-pile-ac-v1", include_str!("../../deploy/profiles/charging-pile-ac-v1.toml")),
+    ("boiler-ctl-v2", include_str!("../../deploy/profiles/boiler-ctl-v2.toml")),
 ];
 
+/// The longest pause a profile may ask for (a longer one would hold the line for too long).
+pub const MAX_PAUSE: Duration = Duration::from_secs(10);
+
 impl Profile {
+    /// A profile of `points` with the default limits (125 registers, 2000 bits, no gap, no
+    /// pauses); not validated.
+    pub fn new(name: &str, kind: &str, points: Vec<Point>) -> Profile {
+        Profile {
+            name: name.into(),
+            kind: kind.into(),
+            description: None,
+            max_registers: default_max_registers(),
+            max_bits: default_max_bits(),
+            max_gap: 0,
+            pause_between_requests: Duration::ZERO,
+            pause_after_connect: Duration::ZERO,
+            points,
+        }
+    }
+
     /// Parses and validates a profile; `file` names it in errors.
     pub fn parse(name: &str, file: &str, text: &str) -> Result<Profile, ProfileError> {
         let mut profile: Profile = toml::from_str(text).map_err(|e| ProfileError::Parse {
@@ -238,6 +136,18 @@ impl Profile {
         if self.max_bits == 0 || self.max_bits > 2000 {
             problems.push(format!("max_bits = {} must be 1 to 2000", self.max_bits));
         }
+        for (key, pause) in [
+            ("pause_between_requests", self.pause_between_requests),
+            ("pause_after_connect", self.pause_after_connect),
+        ] {
+            if pause > MAX_PAUSE {
+                problems.push(format!(
+                    "{key} = {} is longer than {}",
+                    fmt_duration(pause),
+                    fmt_duration(MAX_PAUSE)
+                ));
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, p) in self.points.iter().enumerate() {
             let at = format!("point[{i}] `{}`", p.name);
@@ -248,27 +158,19 @@ impl Profile {
             if !names.insert(p.name.as_str()) {
                 problems.push(format!("{at}: name used twice"));
             }
-            if p.table.is_bits() && p.data_type != DataType::Bool {
-                problems.push(format!("{at}: a {} holds bits, so its type must be bool", p.table.name()));
-            }
-            if !p.table.is_bits() && p.data_type == DataType::Bool {
-                problems.push(format!("{at}: bool is for coils and discrete inputs; use bits on a u16"));
-            }
+            problems.extend(p.problems(&at));
             if p.end() > u16::MAX as u32 {
                 problems.push(format!("{at}: runs past address 65535"));
             }
-            let limit = if p.table.is_bits() { self.max_bits } else { self.max_registers };
+            let (limit, key) = if p.table.is_bits() {
+                (self.max_bits, "max_bits")
+            } else {
+                (self.max_registers, "max_registers")
+            };
             if p.width() > limit {
-                problems.push(format!("{at}: needs {} registers but max_registers is {limit}", p.width()));
+                problems.push(format!("{at}: needs {} registers but {key} is {limit}", p.width()));
             }
-            if !p.scale.is_finite() || p.scale == 0.0 || !p.offset.is_finite() {
-                problems.push(format!("{at}: scale must be finite and non-zero, offset finite"));
-            }
-            let bits = p.data_type.width() * 16;
-            for (bit, name) in &p.bits {
-                if !p.data_type.is_integer() || *bit as u16 >= bits {
-                    problems.push(format!("{at}: bit {bit} is outside a {bits}-bit integer"));
-                }
+            for name in p.bits.values() {
                 if !telemetry::codec::is_point_name(name) || !names.insert(name.as_str()) {
                     problems.push(format!("{at}: bit name `{name}` is not a fresh point name"));
                 }
@@ -276,6 +178,11 @@ impl Profile {
         }
         problems
     }
+}
+
+/// `1s`, `250ms`: a duration as the config files write it.
+pub fn fmt_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
 }
 
 /// A TOML error as `line L, column C: message`.
@@ -307,6 +214,85 @@ mod tests {
             let p = Profile::built_in(name).unwrap();
             assert!(!p.points.is_empty(), "{name}");
         }
+    }
+
+    /// Every profile in `deploy/profiles/` is compiled in, as it is on disk.
+    #[test]
+    fn every_shipped_profile_is_built_in() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/profiles");
+        let mut shipped = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+                let built_in = BUILT_IN.iter().find(|(n, _)| *n == name);
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert_eq!(built_in.map(|(_, t)| *t), Some(text.as_str()), "{name} is not in BUILT_IN");
+                Profile::load(Some(&dir), &name).unwrap();
+                shipped.push(name);
+            }
+        }
+        assert_eq!(shipped.len(), BUILT_IN.len(), "{shipped:?}");
+    }
+
+    #[test]
+    fn new_types_and_pauses_are_checked() {
+        let text = r#"
+kind = "charging_pile"
+pause_between_requests = "20ms"
+pause_after_connect = "1m"
+[[point]]
+name = "serial"
+table = "input"
+address = 0
+type = "string"
+order = "DCBA"
+[[point]]
+name = "field"
+table = "input"
+address = 10
+type = "bitfield"
+bits = "12..19"
+[[point]]
+name = "plain"
+table = "input"
+address = 11
+type = "u16"
+bits = "1..2"
+length = 2
+[[point]]
+name = "no_bits"
+table = "input"
+address = 12
+type = "bitfield"
+"#;
+        let err = Profile::parse("t", "t.toml", text).unwrap_err().to_string();
+        for want in [
+            "pause_after_connect = 1m is longer than 10s",
+            "point[0] `serial`: a string needs length",
+            "point[0] `serial`: order DCBA swaps words",
+            "point[1] `field`: bits 12..19 run past a 16-bit register (length = 2 for a u32)",
+            "point[2] `plain`: length is for string and bitfield, not u16",
+            "point[2] `plain`: bits = \"1..2\" is for type bitfield",
+            "point[3] `no_bits`: a bitfield needs its bits",
+        ] {
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        let fixed = text
+            .replace("pause_after_connect = \"1m\"", "pause_after_connect = \"2s\"")
+            .replace("order = \"DCBA\"", "order = \"BADC\"\nlength = 5")
+            .replace("bits = \"12..19\"", "bits = \"12..19\"\nlength = 2")
+            .replace("bits = \"1..2\"\nlength = 2", "")
+            + "bits = \"3\"\n";
+        let p = Profile::parse("t", "t.toml", &fixed).unwrap_or_else(|e| panic!("{e}\n{fixed}"));
+        assert_eq!(p.pause_after_connect, Duration::from_secs(2));
+        assert_eq!(p.points[1].width(), 2);
+        assert_eq!(p.points[3].field, Some(BitRange { low: 3, high: 3 }));
+        let err = Profile::parse("t", "t.toml", &text.replace("12..19", "19..12")).unwrap_err().to_string();
+        assert!(
+            err.starts_with("t.toml: line 16, column 8: bit range `19..12`: the low bit comes first"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub struct DeviceStatus {
     pub transport_errors: u64,
     /// Modbus exceptions answered.
     pub exceptions: u64,
+    /// Poll slots missed because the line was busy (every group's).
     pub overruns: u64,
     /// Left out of the schedule after failing polls in a row; probed now and then.
     pub quarantined: bool,
@@ -58,6 +59,10 @@ pub struct DeviceStatus {
     /// Points the device refuses (found by narrowing), with the exception; not read any more.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub bad_points: BTreeMap<String, String>,
+    /// Per point group (only for devices with more than one): interval, points, requests,
+    /// polls and overruns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<crate::schedule::GroupStatus>,
 }
 
 /// The gateway's own counters (the spool counts the rest).

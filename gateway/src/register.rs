@@ -1,10 +1,28 @@
 //! Register decoding and encoding: raw Modbus words and bits to point values and back.
-//! Pure functions; the simulator uses `encode` so it speaks exactly what the poller decodes.
+//! Pure functions; the simulator uses the encoders so it speaks exactly what the poller decodes.
+//!
+//! Every multi-register type honours the point's byte order the same way: the words are put
+//! in big-endian (`ABCD`) order first (`CDAB`, `DCBA`: words reversed; `BADC`, `DCBA`: bytes
+//! swapped in each word), then read as one number. BCD digits and bit fields are read from
+//! that number, so a `bcd32` in `CDAB` is the eight digits of the word-swapped value. Text has
+//! no words to swap: a `string` is read register by register in address order, high byte
+//! first (`ABCD`) or low byte first (`BADC`).
 
-use telemetry::Value;
+use telemetry::{Reading, Value};
 
 use crate::planner::ReadRequest;
 use crate::profile::{ByteOrder, DataType, Point, Profile};
+
+/// A point's registers that do not hold a value of its type.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{raw:#x} is not packed BCD (a digit above 9)")]
+    NotBcd { raw: u64 },
+    #[error("text is not UTF-8 (byte {at})")]
+    NotText { at: usize },
+    #[error("{got} registers where the point has {want}")]
+    Length { want: u16, got: usize },
+}
 
 /// Puts the words of a multi-register value in big-endian (`ABCD`) order.
 fn normalize(words: &[u16], order: ByteOrder) -> Vec<u16> {
@@ -20,31 +38,102 @@ fn normalize(words: &[u16], order: ByteOrder) -> Vec<u16> {
     w
 }
 
+/// The inverse of [`normalize`]: both steps are involutions and commute.
+fn denormalize(mut words: Vec<u16>, order: ByteOrder) -> Vec<u16> {
+    if order.swaps_bytes() {
+        for w in &mut words {
+            *w = w.swap_bytes();
+        }
+    }
+    if order.swaps_words() {
+        words.reverse();
+    }
+    words
+}
+
 fn to_u64(words: &[u16]) -> u64 {
     words.iter().fold(0u64, |acc, w| (acc << 16) | *w as u64)
 }
 
-/// The raw integer or float a point's registers hold, before scale and offset.
+/// `bits` as `n` big-endian words.
+fn to_words(bits: u64, n: usize) -> Vec<u16> {
+    (0..n).map(|i| (bits >> (16 * (n - 1 - i))) as u16).collect()
+}
+
+/// The raw value a point's registers hold, before scale and offset.
 enum Raw {
     Int(i64),
     Unsigned(u64),
     Float(f64),
+    Text(String),
 }
 
-fn raw(point: &Point, words: &[u16]) -> Raw {
+/// Packed BCD to its number: each nibble one decimal digit, the most significant first.
+pub fn from_bcd(raw: u64, digits: u32) -> Result<u64, DecodeError> {
+    let mut value = 0u64;
+    for i in (0..digits).rev() {
+        let digit = (raw >> (4 * i)) & 0xF;
+        if digit > 9 {
+            return Err(DecodeError::NotBcd { raw });
+        }
+        value = value * 10 + digit;
+    }
+    Ok(value)
+}
+
+/// A number to packed BCD of `digits` digits (the number must fit).
+pub fn to_bcd(mut value: u64, digits: u32) -> u64 {
+    let mut raw = 0u64;
+    for i in 0..digits {
+        raw |= (value % 10) << (4 * i);
+        value /= 10;
+    }
+    raw
+}
+
+/// The text of a string point's registers: cut at the first NUL, trailing spaces trimmed.
+fn text(words: &[u16], order: ByteOrder) -> Result<String, DecodeError> {
+    let mut bytes: Vec<u8> = Vec::with_capacity(words.len() * 2);
+    for w in words {
+        let [hi, lo] = w.to_be_bytes();
+        if order.swaps_bytes() {
+            bytes.extend([lo, hi]);
+        } else {
+            bytes.extend([hi, lo]);
+        }
+    }
+    if let Some(nul) = bytes.iter().position(|&b| b == 0) {
+        bytes.truncate(nul);
+    }
+    while bytes.last() == Some(&b' ') {
+        bytes.pop();
+    }
+    String::from_utf8(bytes).map_err(|e| DecodeError::NotText { at: e.utf8_error().valid_up_to() })
+}
+
+fn raw(point: &Point, words: &[u16]) -> Result<Raw, DecodeError> {
+    if words.len() != point.width() as usize {
+        return Err(DecodeError::Length { want: point.width(), got: words.len() });
+    }
+    if point.data_type == DataType::String {
+        return text(words, point.order).map(Raw::Text);
+    }
     let w = normalize(words, point.order);
     let bits = to_u64(&w);
-    match point.data_type {
+    Ok(match point.data_type {
         DataType::Bool => Raw::Unsigned(bits & 1),
-        DataType::U16 | DataType::U32 => Raw::Unsigned(bits),
-        DataType::U64 => Raw::Unsigned(bits),
+        DataType::U16 | DataType::U32 | DataType::U64 => Raw::Unsigned(bits),
         DataType::I16 => Raw::Int(bits as u16 as i16 as i64),
         DataType::I32 => Raw::Int(bits as u32 as i32 as i64),
         DataType::I64 => Raw::Int(bits as i64),
         // Through the shortest decimal form, so 0.32f32 is published as 0.32, not 0.3199999928474426.
         DataType::F32 => Raw::Float(f32_to_f64(f32::from_bits(bits as u32))),
         DataType::F64 => Raw::Float(f64::from_bits(bits)),
-    }
+        DataType::Bcd16 => Raw::Unsigned(from_bcd(bits, 4)?),
+        DataType::Bcd32 => Raw::Unsigned(from_bcd(bits, 8)?),
+        DataType::Bitfield => Raw::Unsigned(point.field.map_or(bits, |f| f.extract(bits))),
+        DataType::String => unreachable!("handled above"),
+    })
 }
 
 fn f32_to_f64(f: f32) -> f64 {
@@ -57,21 +146,12 @@ fn f32_to_f64(f: f32) -> f64 {
 
 /// Decodes one register point (`words` are exactly its registers) into its value and, for
 /// integer points with named bits, one boolean per named bit.
-pub fn decode_registers(point: &Point, words: &[u16]) -> Vec<(String, Value)> {
-    let raw = raw(point, words);
+pub fn decode(point: &Point, words: &[u16]) -> Result<Vec<(String, Value)>, DecodeError> {
+    let raw = raw(point, words)?;
     let mut out = Vec::with_capacity(1 + point.bits.len());
-    let as_bits = match raw {
-        Raw::Unsigned(u) => Some(u),
-        Raw::Int(i) => Some(i as u64),
-        Raw::Float(_) => None,
-    };
-    if let Some(u) = as_bits {
-        for (bit, name) in &point.bits {
-            out.push((name.clone(), Value::Bool(u >> bit & 1 == 1)));
-        }
-    }
     let exact = point.scale == 1.0 && point.offset == 0.0;
     let value = match raw {
+        Raw::Text(s) => Value::Text(s),
         Raw::Unsigned(u) if exact && u <= i64::MAX as u64 => Value::Int(u as i64),
         Raw::Int(i) if exact => Value::Int(i),
         Raw::Unsigned(u) => Value::Float(round(u as f64 * point.scale + point.offset)),
@@ -79,8 +159,27 @@ pub fn decode_registers(point: &Point, words: &[u16]) -> Vec<(String, Value)> {
         Raw::Float(f) if exact => Value::Float(f),
         Raw::Float(f) => Value::Float(round(f * point.scale + point.offset)),
     };
-    out.insert(0, (point.name.clone(), value));
-    out
+    out.push((point.name.clone(), value));
+    if !point.bits.is_empty() {
+        let u = match raw_bits(point, words) {
+            Some(u) => u,
+            None => return Ok(out),
+        };
+        for (bit, name) in &point.bits {
+            out.push((name.clone(), Value::Bool(u >> bit & 1 == 1)));
+        }
+    }
+    Ok(out)
+}
+
+/// The register value named bits are read from (integer types only).
+fn raw_bits(point: &Point, words: &[u16]) -> Option<u64> {
+    point.data_type.is_integer().then(|| to_u64(&normalize(words, point.order)))
+}
+
+/// [`decode`], with registers that hold no value of the point's type giving nothing.
+pub fn decode_registers(point: &Point, words: &[u16]) -> Vec<(String, Value)> {
+    decode(point, words).unwrap_or_default()
 }
 
 /// Scaling by 0.1 gives 23.400000000000002; twelve significant digits is more than any field
@@ -97,160 +196,98 @@ fn round(x: f64) -> f64 {
     (x * p).round() / p
 }
 
-/// Encodes an engineering value (after scale and offset) into the point's registers.
+/// Encodes an engineering value (after scale and offset) into the point's registers. A
+/// string point gets the number's decimal text.
 pub fn encode_registers(point: &Point, value: f64) -> Vec<u16> {
+    if point.data_type == DataType::String {
+        return encode_text(point, &value.to_string());
+    }
     let raw = (value - point.offset) / point.scale;
+    let clamp_u = |max: f64| raw.round().clamp(0.0, max) as u64;
     let bits: u64 = match point.data_type {
         DataType::Bool => (raw != 0.0) as u64,
-        DataType::U16 => raw.round().clamp(0.0, u16::MAX as f64) as u64,
+        DataType::U16 => clamp_u(u16::MAX as f64),
         DataType::I16 => raw.round().clamp(i16::MIN as f64, i16::MAX as f64) as i16 as u16 as u64,
-        DataType::U32 => raw.round().clamp(0.0, u32::MAX as f64) as u64,
+        DataType::U32 => clamp_u(u32::MAX as f64),
         DataType::I32 => raw.round().clamp(i32::MIN as f64, i32::MAX as f64) as i32 as u32 as u64,
         DataType::U64 => raw.round().max(0.0) as u64,
         DataType::I64 => raw.round() as i64 as u64,
         DataType::F32 => (raw as f32).to_bits() as u64,
         DataType::F64 => raw.to_bits(),
+        DataType::Bcd16 => to_bcd(clamp_u(9_999.0), 4),
+        DataType::Bcd32 => to_bcd(clamp_u(99_999_999.0), 8),
+        DataType::Bitfield => match point.field {
+            Some(f) => {
+                let max = if f.bit_count() >= 64 { u64::MAX } else { (1u64 << f.bit_count()) - 1 };
+                clamp_u(max as f64).min(max) << f.low
+            }
+            None => clamp_u(u32::MAX as f64),
+        },
+        DataType::String => unreachable!("handled above"),
     };
-    let n = point.data_type.width() as usize;
-    let mut words: Vec<u16> = (0..n).map(|i| (bits >> (16 * (n - 1 - i))) as u16).collect();
-    // The inverse of `normalize`: both steps are involutions and commute.
-    if point.order.swaps_bytes() {
-        for w in &mut words {
-            *w = w.swap_bytes();
-        }
-    }
-    if point.order.swaps_words() {
-        words.reverse();
-    }
-    words
+    denormalize(to_words(bits, point.width() as usize), point.order)
 }
 
-/// Decodes the answer to one planned request: `words` holds one entry per register, or per
-/// bit (0 or 1) for coils and discrete inputs, starting at `request.start`.
-pub fn decode_block(profile: &Profile, request: &ReadRequest, words: &[u16]) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
+/// Encodes text into a string point's registers: UTF-8, cut to fit (on a character boundary),
+/// padded with NULs.
+pub fn encode_text(point: &Point, text: &str) -> Vec<u16> {
+    let room = point.width() as usize * 2;
+    let mut end = text.len().min(room);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut bytes = text.as_bytes()[..end].to_vec();
+    bytes.resize(room, 0);
+    bytes
+        .chunks(2)
+        .map(|b| {
+            if point.order.swaps_bytes() {
+                u16::from_le_bytes([b[0], b[1]])
+            } else {
+                u16::from_be_bytes([b[0], b[1]])
+            }
+        })
+        .collect()
+}
+
+/// Encodes a published value back into the point's registers (the inverse of [`decode`]).
+pub fn encode_value(point: &Point, value: &Value) -> Vec<u16> {
+    match value {
+        Value::Text(s) => encode_text(point, s),
+        other => encode_registers(point, other.as_f64().unwrap_or(0.0)),
+    }
+}
+
+/// Decodes the answer to one planned request into `reading`: `words` holds one entry per
+/// register, or per bit (0 or 1) for coils and discrete inputs, starting at `request.start`.
+/// A point whose registers hold no value of its type goes into the reading's `errors`
+/// (`holding 130: 0x12a4 is not packed BCD (a digit above 9)`).
+pub fn decode_into(profile: &Profile, request: &ReadRequest, words: &[u16], reading: &mut Reading) {
     for &i in &request.points {
         let p = &profile.points[i];
         let from = (p.address - request.start) as usize;
         let Some(slice) = words.get(from..from + p.width() as usize) else { continue };
         if p.table.is_bits() {
-            out.push((p.name.clone(), Value::Bool(slice[0] != 0)));
-        } else {
-            out.extend(decode_registers(p, slice));
+            reading.values.insert(p.name.clone(), Value::Bool(slice[0] != 0));
+            continue;
         }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::profile::Table;
-    use std::collections::BTreeMap;
-
-    fn point(data_type: DataType, order: ByteOrder, scale: f64) -> Point {
-        Point {
-            name: "p".into(),
-            table: Table::Holding,
-            address: 0,
-            data_type,
-            order,
-            scale,
-            offset: 0.0,
-            unit: None,
-            bits: BTreeMap::new(),
-            codes: BTreeMap::new(),
-        }
-    }
-
-    fn value(p: &Point, words: &[u16]) -> Value {
-        decode_registers(p, words)[0].1.clone()
-    }
-
-    #[test]
-    fn f32_in_all_four_orders() {
-        // 1.5f32 = 0x3FC0_0000: A=3F B=C0 C=00 D=00
-        let cases = [
-            (ByteOrder::ABCD, [0x3FC0, 0x0000]),
-            (ByteOrder::CDAB, [0x0000, 0x3FC0]),
-            (ByteOrder::BADC, [0xC03F, 0x0000]),
-            (ByteOrder::DCBA, [0x0000, 0xC03F]),
-        ];
-        for (order, words) in cases {
-            let p = point(DataType::F32, order, 1.0);
-            assert_eq!(value(&p, &words), Value::Float(1.5), "{order:?}");
-            assert_eq!(encode_registers(&p, 1.5), words.to_vec(), "{order:?}");
-        }
-    }
-
-    #[test]
-    fn f32_values_keep_their_decimal_form() {
-        let p = point(DataType::F32, ByteOrder::DCBA, 1.0);
-        assert_eq!(value(&p, &encode_registers(&p, 0.32)), Value::Float(0.32));
-    }
-
-    #[test]
-    fn integers_signed_and_unsigned() {
-        assert_eq!(value(&point(DataType::U16, ByteOrder::ABCD, 1.0), &[0xFFFF]), Value::Int(65535));
-        assert_eq!(value(&point(DataType::I16, ByteOrder::ABCD, 1.0), &[0xFFFF]), Value::Int(-1));
-        assert_eq!(value(&point(DataType::I16, ByteOrder::BADC, 1.0), &[0x0180]), Value::Int(-32767));
-        assert_eq!(value(&point(DataType::U32, ByteOrder::ABCD, 1.0), &[0x0001, 0x0002]), Value::Int(65538));
-        assert_eq!(value(&point(DataType::U32, ByteOrder::CDAB, 1.0), &[0x0002, 0x0001]), Value::Int(65538));
-        assert_eq!(value(&point(DataType::I32, ByteOrder::ABCD, 1.0), &[0xFFFF, 0xFFFE]), Value::Int(-2));
-        assert_eq!(value(&point(DataType::I64, ByteOrder::ABCD, 1.0), &[0xFFFF; 4]), Value::Int(-1));
-        assert_eq!(
-            value(&point(DataType::U64, ByteOrder::DCBA, 1.0), &[0x0100, 0, 0, 0]),
-            Value::Int(1),
-            "DCBA over four registers is fully little-endian"
-        );
-        assert_eq!(
-            value(&point(DataType::F64, ByteOrder::ABCD, 1.0), &[0x4009, 0x21FB, 0x5444, 0x2D18]),
-            Value::Float(std::f64::consts::PI)
-        );
-    }
-
-    #[test]
-    fn scale_and_offset_give_floats() {
-        let mut p = point(DataType::I16, ByteOrder::ABCD, 0.1);
-        assert_eq!(value(&p, &[234]), Value::Float(23.4));
-        p.offset = -40.0;
-        assert_eq!(value(&p, &[634]), Value::Float(23.4));
-        assert_eq!(encode_registers(&p, 23.4), vec![634]);
-    }
-
-    #[test]
-    fn named_bits_become_booleans() {
-        let mut p = point(DataType::U16, ByteOrder::ABCD, 1.0);
-        p.bits = BTreeMap::from([(0, "over_pressure".to_string()), (5, "burner_fault".to_string())]);
-        let out = decode_registers(&p, &[0b10_0001]);
-        assert_eq!(out[0], ("p".to_string(), Value::Int(33)));
-        assert!(out.contains(&("over_pressure".to_string(), Value::Bool(true))));
-        assert!(out.contains(&("burner_fault".to_string(), Value::Bool(true))));
-        let out = decode_registers(&p, &[0b10_0000]);
-        assert!(out.contains(&("over_pressure".to_string(), Value::Bool(false))));
-    }
-
-    #[test]
-    fn encode_then_decode_is_identity_for_every_type_and_order() {
-        let types = [
-            DataType::U16,
-            DataType::I16,
-            DataType::U32,
-            DataType::I32,
-            DataType::U64,
-            DataType::I64,
-            DataType::F32,
-            DataType::F64,
-        ];
-        for t in types {
-            for order in [ByteOrder::ABCD, ByteOrder::CDAB, ByteOrder::BADC, ByteOrder::DCBA] {
-                let p = point(t, order, 1.0);
-                let v =
-                    if matches!(t, DataType::I16 | DataType::I32 | DataType::I64) { -1234.0 } else { 1234.0 };
-                let words = encode_registers(&p, v);
-                assert_eq!(words.len(), t.width() as usize);
-                assert_eq!(value(&p, &words).as_f64(), Some(v), "{t:?} {order:?}");
+        match decode(p, slice) {
+            Ok(values) => reading.values.extend(values),
+            Err(e) => {
+                reading.errors.insert(p.name.clone(), format!("{} {}: {e}", p.table.name(), p.address));
             }
         }
     }
 }
+
+/// The values of one answered request (see [`decode_into`]); points that do not decode are
+/// left out.
+pub fn decode_block(profile: &Profile, request: &ReadRequest, words: &[u16]) -> Vec<(String, Value)> {
+    let mut reading = Reading::new("-", "-", "-", 0, 0, 0);
+    decode_into(profile, request, words, &mut reading);
+    reading.values.into_iter().collect()
+}
+
+#[cfg(test)]
+#[path = "register_tests.rs"]
+mod tests;

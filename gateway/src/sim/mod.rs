@@ -1,5 +1,5 @@
-//! `gateway sim`: simulated elevators, boilers, water meters and charging piles on one line,
-//! one unit id per device, each with a fault that comes and goes. The line is a Modbus TCP
+//! `gateway sim`: simulated elevators, boilers, water meters and DC and AC charging piles on
+//! one line, one unit id per device, each with a fault that comes and goes. The line is a Modbus TCP
 //! listener, a TCP listener speaking RTU framing (as a DTU would), or a serial device.
 //!
 //! [`Simulator::answer`] is the pure core (a request and a time in, a response out);
@@ -25,14 +25,25 @@ pub use serve::{serve, serve_rtu_over_tcp, serve_serial, SerialDevice};
 
 use crate::line::Link;
 use crate::profile::{Profile, Table};
-use crate::register::encode_registers;
+use crate::register::{encode_registers, encode_text, encode_value};
 
-/// The built-in profile each simulated kind uses.
+/// The built-in profile each simulated kind uses: the four kinds of `gateway sim` and `ingest
+/// demo`.
 pub const KIND_PROFILES: &[(&str, &str)] = &[
     ("elevator", "elevator-box-v1"),
     ("boiler", "boiler-ctl-v1"),
     ("water_meter", "water-meter-v1"),
     ("charging_pile", "charging-pile-dc-v1"),
+];
+
+/// Every kind the simulator knows: [`KIND_PROFILES`] and the AC charging pile (`gateway sim
+/// --ac-piles`), its profile and the prefix of its devices' ids.
+pub const SIM_KINDS: &[(&str, &str, &str)] = &[
+    ("elevator", "elevator-box-v1", "elev"),
+    ("boiler", "boiler-ctl-v1", "boiler"),
+    ("water_meter", "water-meter-v1", "wm"),
+    ("charging_pile", "charging-pile-dc-v1", "pile"),
+    ("charging_pile_ac", "charging-pile-ac-v1", "acpile"),
 ];
 
 /// One simulated device.
@@ -60,10 +71,12 @@ pub struct SimPlan {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("the simulator knows no kind `{0}` (it knows elevator, boiler, water_meter, charging_pile)")]
+    #[error("the simulator knows no kind `{0}` (it knows elevator, boiler, water_meter, charging_pile, charging_pile_ac)")]
     UnknownKind(String),
     #[error("more than 247 devices on one simulated line")]
     TooManyDevices,
+    #[error("unit {0} is not 1 to 247 or is used twice")]
+    BadUnit(u8),
     #[error(transparent)]
     Profile(#[from] crate::profile::ProfileError),
 }
@@ -84,8 +97,10 @@ impl Simulator {
         let mut unit: u16 = 0;
         for (kind, count) in &plan.counts {
             let model = Model::for_kind(kind).ok_or_else(|| SimError::UnknownKind(kind.clone()))?;
-            let profile_name =
-                KIND_PROFILES.iter().find(|(k, _)| k == kind).map(|(_, p)| *p).unwrap_or_default();
+            let (_, profile_name, prefix) = SIM_KINDS
+                .iter()
+                .find(|(k, _, _)| k == kind)
+                .ok_or_else(|| SimError::UnknownKind(kind.clone()))?;
             let profile = Arc::new(Profile::built_in(profile_name)?);
             for index in 0..*count {
                 unit += 1;
@@ -99,12 +114,6 @@ impl Simulator {
                     period_ms: plan.fault_period.as_millis() as i64,
                     duration_ms: plan.fault_duration.as_millis() as i64,
                 };
-                let prefix = match kind.as_str() {
-                    "elevator" => "elev",
-                    "water_meter" => "wm",
-                    "charging_pile" => "pile",
-                    other => other,
-                };
                 let id = format!("{prefix}-{:04}", index + 1);
                 devices.insert(
                     unit as u8,
@@ -114,6 +123,24 @@ impl Simulator {
         }
         Ok(Simulator {
             devices,
+            frozen_at: None,
+            line_faults: LineFaults::default(),
+            counters: Arc::default(),
+        })
+    }
+
+    /// A simulator of the given devices (their units 1 to 247, each once), for profiles of
+    /// one's own (the load benchmark's synthetic devices).
+    pub fn of_devices(devices: impl IntoIterator<Item = SimDevice>) -> Result<Simulator, SimError> {
+        let mut map = BTreeMap::new();
+        for d in devices {
+            if !(1..=247).contains(&d.unit) || map.contains_key(&d.unit) {
+                return Err(SimError::BadUnit(d.unit));
+            }
+            map.insert(d.unit, d);
+        }
+        Ok(Simulator {
+            devices: map,
             frozen_at: None,
             line_faults: LineFaults::default(),
             counters: Arc::default(),
@@ -156,13 +183,37 @@ impl Simulator {
 
     /// The register (or bit) image of one table of a device at `now_ms`: address to word.
     pub fn image(&self, device: &SimDevice, table: Table, now_ms: i64) -> BTreeMap<u16, u16> {
+        self.image_of(device, table, 0, u16::MAX as u32, now_ms)
+    }
+
+    /// [`Simulator::image`] of the points that overlap `start..=end`.
+    fn image_of(
+        &self,
+        device: &SimDevice,
+        table: Table,
+        start: u16,
+        end: u32,
+        now_ms: i64,
+    ) -> BTreeMap<u16, u16> {
+        let fault = device.faults.active(now_ms);
         let values: BTreeMap<&str, f64> =
-            device.model.sample(device.index, now_ms, device.faults.active(now_ms)).into_iter().collect();
+            device.model.sample(device.index, now_ms, fault).into_iter().collect();
+        let texts: BTreeMap<&str, String> = device.model.text(device.index).into_iter().collect();
         let mut image = BTreeMap::new();
-        for p in device.profile.points.iter().filter(|p| p.table == table) {
-            let v = values.get(p.name.as_str()).copied().unwrap_or(0.0);
-            for (k, w) in encode_registers(p, v).into_iter().enumerate() {
-                image.insert(p.address + k as u16, w);
+        for (i, p) in device.profile.points.iter().enumerate() {
+            if p.table != table || p.end() < start as u32 || p.address as u32 > end {
+                continue;
+            }
+            let words = if device.model == Model::Synthetic {
+                encode_value(p, &model::synthetic(p, i, device.index, now_ms))
+            } else if let Some(text) = texts.get(p.name.as_str()) {
+                encode_text(p, text)
+            } else {
+                encode_registers(p, values.get(p.name.as_str()).copied().unwrap_or(0.0))
+            };
+            for (k, w) in words.into_iter().enumerate() {
+                // Bit fields share their register: their bits add up.
+                *image.entry(p.address + k as u16).or_insert(0) |= w;
             }
         }
         image
@@ -184,17 +235,20 @@ impl Simulator {
         if count == 0 || count > table.protocol_limit() {
             return Err(ExceptionCode::IllegalDataValue);
         }
-        let image = self.image(device, table, now_ms);
-        let (Some((&first, _)), Some((&last, _))) = (image.first_key_value(), image.last_key_value()) else {
+        let points = device.profile.points.iter().filter(|p| p.table == table);
+        let (Some(first), Some(last)) =
+            (points.clone().map(|p| p.address).min(), points.map(|p| p.end()).max())
+        else {
             return Err(ExceptionCode::IllegalDataAddress);
         };
         let end = start as u32 + count as u32 - 1;
-        if start < first || end > last as u32 {
+        if start < first || end > last {
             return Err(ExceptionCode::IllegalDataAddress);
         }
         if !table.is_bits() && self.line_faults.refuses(unit, start, end) {
             return Err(ExceptionCode::IllegalDataAddress);
         }
+        let image = self.image_of(device, table, start, end, now_ms);
         let words = (start as u32..=end).map(|a| image.get(&(a as u16)).copied().unwrap_or(0));
         Ok(match table {
             Table::Coil => Response::ReadCoils(words.map(|w| w != 0).collect()),

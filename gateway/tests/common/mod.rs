@@ -77,6 +77,9 @@ pub fn check_device(d: &SimDevice, r: &Reading, fault: bool) {
         let tolerance = point.scale.abs().max(want.abs() * 1e-6);
         assert!((got.as_f64().unwrap() - want).abs() <= tolerance, "{} {name}: {got} vs {want}", d.id);
     }
+    for (name, want) in d.model.text(d.index) {
+        assert_eq!(r.values.get(name), Some(&Value::Text(want)), "{} {name}", d.id);
+    }
     for p in &d.profile.points {
         for bit_name in p.bits.values() {
             assert!(matches!(r.values.get(bit_name), Some(Value::Bool(_))), "{} {bit_name}", d.id);
