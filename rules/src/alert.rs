@@ -1,10 +1,13 @@
 //! One alert's state machine (after Prometheus `rules/alerting.go`), stepped at reading time.
 //! `for` and hysteresis are timestamp arithmetic; nothing here reads a clock.
 
+use serde::{Deserialize, Serialize};
+
 /// Milliseconds since the epoch, reading time.
 pub type Ts = i64;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum AlertState {
     #[default]
     Inactive,
@@ -19,7 +22,7 @@ pub enum AlertState {
 }
 
 /// The state of one rule over one device.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
     pub state: AlertState,
     /// Time of the newest reading this alert was stepped with.

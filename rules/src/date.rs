@@ -8,13 +8,15 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// UTC+8, China Standard Time.
 pub const CHINA_UTC_OFFSET_MS: i64 = 8 * 3_600_000;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// A calendar date, as days since 1970-01-01.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A calendar date, as days since 1970-01-01 (so it is serialized, in snapshots).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Date(i32);
 
 /// Days from 1970-01-01 to `y-m-d`.

@@ -17,14 +17,20 @@
 //! - [`engine`]: all rules over all devices: picks the rules of a reading's kind, steps their
 //!   alerts, renders messages ([`template`]) and returns the transitions; `tick` gives it the
 //!   host's time for the no-data rules and, over the registry, the inspection rules.
+//! - [`engine`] also holds the alert lifecycle (acknowledge, silences, maintenance inhibition,
+//!   reminders, flapping), state snapshots and `replace_rules` for hot reload.
+//! - [`backtest`]: recorded readings (line protocol, JSON lines) replayed on a virtual clock.
+//! - [`profiles`]: `rules check --profiles`: the point names rules use against gateway profiles.
 //! - [`unit_test`]: `rules test` files (series notation and registry rows on a virtual clock,
 //!   expected alerts), run against an engine.
 
 pub mod alert;
+pub mod backtest;
 pub mod date;
 pub mod engine;
 pub mod expr;
 pub mod inspection;
+pub mod profiles;
 pub mod registry;
 pub mod rule_file;
 pub mod template;

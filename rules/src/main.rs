@@ -2,9 +2,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use rules::profiles::Profiles;
 use rules::rule_file::expand;
-use rules::{unit_test, RuleSet};
+use rules::{backtest, unit_test, RuleSet};
 
+mod backtest_cli;
 mod registry_cli;
 
 /// Tools for engineers who write rule files: check them and unit-test them offline, before they
@@ -23,9 +25,36 @@ enum Command {
     /// ids of per_code rules) unique across all files. Prints `file:line:column: message` for
     /// every problem. Exit code 0: all good; 1: problems found.
     Check {
+        /// A folder of gateway profiles (TOML): every point name a rule reads must be a point
+        /// or named bit of a profile of one of its kinds.
+        #[arg(long)]
+        profiles: Option<PathBuf>,
         /// Rule files (TOML), or folders whose `*.toml` files are all checked.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Replay recorded readings through the rules on a virtual clock and show what would have
+    /// fired: every transition with its time, and per rule the firings, time firing and
+    /// devices. Exit code 0, or 1 if the rules or the input could not be read.
+    Backtest {
+        /// Rule files or folders.
+        #[arg(long, required = true, num_args = 1..)]
+        rules: Vec<PathBuf>,
+        /// Recorded readings: ingest's line-protocol files (ms timestamps) or JSON lines of v1
+        /// payloads.
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long, value_enum, default_value = "lp")]
+        format: InputFormat,
+        /// The equipment registry (CSV), for `device.` attributes and inspection rules.
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        /// How often the virtual clock ticks (no-data rules, reminders).
+        #[arg(long, default_value = "1s")]
+        tick: humantime::Duration,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Run rule unit tests: input series on a virtual clock and the alerts expected to fire and
     /// resolve (see the README's Rules section). A failed expectation prints what happened
@@ -40,9 +69,28 @@ enum Command {
     Registry(registry_cli::RegistryCommand),
 }
 
-fn check(files: &[PathBuf]) -> ExitCode {
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum InputFormat {
+    Lp,
+    Jsonl,
+}
+
+fn check(files: &[PathBuf], profiles: Option<&PathBuf>) -> ExitCode {
     let files = expand(files);
-    match RuleSet::load(&files) {
+    let loaded = RuleSet::load(&files).and_then(|set| {
+        let Some(dir) = profiles else { return Ok(set) };
+        let profiles = Profiles::load_dir(dir)?;
+        let texts = (files.iter())
+            .filter_map(|f| Some((f.display().to_string(), std::fs::read_to_string(f).ok()?)))
+            .collect();
+        let problems = rules::profiles::check(&set, &texts, &profiles);
+        if problems.is_empty() {
+            Ok(set)
+        } else {
+            Err(problems)
+        }
+    });
+    match loaded {
         Ok(set) => {
             println!("ok: {} rules in {} files", set.rules.len(), files.len());
             ExitCode::SUCCESS
@@ -89,7 +137,14 @@ fn test(files: &[PathBuf]) -> ExitCode {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Check { files } => check(&files),
+        Command::Check { files, profiles } => check(&files, profiles.as_ref()),
+        Command::Backtest { rules, input, format, registry, tick, json } => {
+            let format = match format {
+                InputFormat::Lp => backtest::Format::LineProtocol,
+                InputFormat::Jsonl => backtest::Format::JsonLines,
+            };
+            backtest_cli::run(&rules, &input, format, registry.as_deref(), tick.into(), json)
+        }
         Command::Test { files } => test(&files),
         Command::Registry(command) => registry_cli::run(command),
     }

@@ -63,6 +63,14 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// The names of its placeholders, in order (`device.id`, `floor`, …).
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Field(name) => Some(name.as_str()),
+            Part::Text(_) => None,
+        })
+    }
+
     /// Renders with the reading's values and the device's attributes; a name with no value
     /// renders as `?`.
     pub fn render(&self, reading: &Reading, attributes: Option<&BTreeMap<String, Value>>) -> String {

@@ -151,6 +151,11 @@ impl Series {
         }
     }
 
+    /// The samples held, oldest first: (time, value).
+    pub fn samples(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        self.samples.iter().copied()
+    }
+
     pub fn len(&self) -> usize {
         self.samples.len()
     }

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use telemetry::{AlertMessage, Reading, Value};
 
 use super::{attribute_map, message, DeviceState, Engine};
@@ -60,7 +61,83 @@ pub(super) struct Schedules {
     dirty: HashSet<String>,
 }
 
+/// One inspection alert in a snapshot, by rule id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InspectionAlert {
+    pub device: String,
+    pub rule: String,
+    pub alert: Alert,
+    pub kind: String,
+    pub due: Date,
+    pub from: Option<Date>,
+    pub stage: usize,
+}
+
+/// The inspection rules' state in a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InspectionSnapshot {
+    pub alerts: Vec<InspectionAlert>,
+    /// Device, first reading, newest reading that showed maintenance.
+    pub maintenance: Vec<(String, Ts, Option<Ts>)>,
+    /// The day of the last full evaluation.
+    pub evaluated: Option<Date>,
+    pub dirty: Vec<String>,
+}
+
 impl Schedules {
+    pub(super) fn export(&self, rules: &[Rule]) -> InspectionSnapshot {
+        let mut alerts: Vec<InspectionAlert> = (self.alerts.iter())
+            .flat_map(|(device, slots)| {
+                slots.iter().map(move |(i, s)| InspectionAlert {
+                    device: device.clone(),
+                    rule: rules[*i].id.clone(),
+                    alert: s.alert,
+                    kind: s.kind.clone(),
+                    due: s.due,
+                    from: s.from,
+                    stage: s.stage,
+                })
+            })
+            .collect();
+        alerts.sort_by(|a, b| (&a.device, &a.rule).cmp(&(&b.device, &b.rule)));
+        let mut maintenance: Vec<_> =
+            self.maintenance.iter().map(|(d, m)| (d.clone(), m.since, m.last)).collect();
+        maintenance.sort();
+        let mut dirty: Vec<String> = self.dirty.iter().cloned().collect();
+        dirty.sort();
+        InspectionSnapshot { alerts, maintenance, evaluated: self.evaluated, dirty }
+    }
+
+    /// The state of a snapshot, for `rules`: alerts of rules gone (or no longer inspection
+    /// rules) are dropped and returned as (rule id, device).
+    pub(super) fn import(snapshot: InspectionSnapshot, rules: &[Rule]) -> (Schedules, Vec<(String, String)>) {
+        let mut schedules = Schedules {
+            maintenance: (snapshot.maintenance.into_iter())
+                .map(|(d, since, last)| (d, Maintenance { since, last }))
+                .collect(),
+            evaluated: snapshot.evaluated,
+            dirty: snapshot.dirty.into_iter().collect(),
+            ..Schedules::default()
+        };
+        let mut dropped = Vec::new();
+        for a in snapshot.alerts {
+            let rule =
+                rules.iter().position(|r| r.id == a.rule && matches!(r.rule_type, RuleType::Inspection(_)));
+            let Some(i) = rule else {
+                dropped.push((a.rule, a.device));
+                continue;
+            };
+            let slot = Slot { alert: a.alert, kind: a.kind, due: a.due, from: a.from, stage: a.stage };
+            schedules.alerts.entry(a.device).or_default().push((i, slot));
+        }
+        (schedules, dropped)
+    }
+
+    /// Evaluate every unit again at the next tick.
+    pub(super) fn invalidate(&mut self) {
+        self.evaluated = None;
+    }
+
     /// A reading of a device whose kind has a maintenance signal; `maintained`: it shows it.
     pub(super) fn saw(&mut self, device: &str, ts: Ts, maintained: bool) {
         if !self.maintenance.contains_key(device) {

@@ -24,13 +24,24 @@ use crate::registry::{Registry, Unit};
 use crate::rule_file::{Codes, Rule, RuleSet, RuleType};
 use crate::window::Series;
 use inspection::Schedules;
+use lifecycle::Lifecycle;
 use plan::KindPlan;
 
 pub use inspection::REGISTRY_GATEWAY;
+pub use inspection::{InspectionAlert, InspectionSnapshot};
+pub use lifecycle::{
+    Ack, LifecycleDefaults, LifecycleError, Matchers, Silence, Tracked, FLAPPING_MARK, REMINDER_MARK,
+};
+pub use snapshot::{
+    AlertSnapshot, DeviceSnapshot, EngineSnapshot, FlapSnapshot, GatewaySnapshot, SnapshotError,
+    WindowSnapshot, SNAPSHOT_VERSION,
+};
 
 mod inspection;
+mod lifecycle;
 mod no_data;
 mod plan;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -65,6 +76,9 @@ struct DeviceState {
     /// One series per point of its kind's plan.
     windows: Vec<Series>,
     alerts: HashMap<AlertKey, Slot>,
+    /// The latest answer to each `inhibit_when` condition (by its source) and when it came:
+    /// true while the device is in maintenance.
+    maintenance: BTreeMap<String, (bool, Ts)>,
 }
 
 #[derive(Debug, Default)]
@@ -90,6 +104,10 @@ pub struct Engine {
     /// The newest time `tick` was given.
     now: Option<Ts>,
     stats: EngineStats,
+    /// Alert id (`{id}`, or `{id}.{code name}` of a per_code rule) to rule index.
+    alert_rules: HashMap<String, usize>,
+    lifecycle: Lifecycle,
+    lifecycle_defaults: LifecycleDefaults,
 }
 
 /// A device's `device.…` attributes: its registry row, with those given by
@@ -197,7 +215,7 @@ fn message(
 
 impl Engine {
     pub fn new(rules: RuleSet) -> Self {
-        Engine {
+        let mut engine = Engine {
             rules,
             evaluator: Evaluator::new(),
             plans: HashMap::new(),
@@ -209,6 +227,32 @@ impl Engine {
             utc_offset_ms: CHINA_UTC_OFFSET_MS,
             now: None,
             stats: EngineStats::default(),
+            alert_rules: HashMap::new(),
+            lifecycle: Lifecycle::default(),
+            lifecycle_defaults: LifecycleDefaults::default(),
+        };
+        engine.index_alerts();
+        engine
+    }
+
+    /// Rebuilds the alert id index after the rules changed.
+    fn index_alerts(&mut self) {
+        self.alert_rules = (self.rules.rules.iter().enumerate())
+            .flat_map(|(i, r)| r.alert_ids().into_iter().map(move |id| (id, i)))
+            .collect();
+    }
+
+    /// The key of an alert id in its rule's state: the rule index and, for a per_code rule,
+    /// the code.
+    fn alert_key(&self, alert_id: &str) -> Option<AlertKey> {
+        let &i = self.alert_rules.get(alert_id)?;
+        let rule = &self.rules.rules[i];
+        match &rule.rule_type {
+            RuleType::FaultCode(c) | RuleType::Bits(c) if c.per_code => {
+                let name = alert_id.strip_prefix(rule.id.as_str())?.strip_prefix('.')?;
+                c.names.iter().find(|(_, n)| *n == name).map(|(&code, _)| (i, Some(code)))
+            }
+            _ => Some((i, None)),
         }
     }
 
@@ -229,18 +273,7 @@ impl Engine {
     /// The current state of one alert: `rule` as alert messages carry it (`{id}.{code name}`
     /// for `per_code` rules), `device` the device, or the gateway of a gateway rule.
     pub fn state(&self, rule: &str, device: &str) -> AlertState {
-        let found = self.rules.rules.iter().enumerate().find_map(|(i, r)| {
-            if r.id == rule {
-                return Some((i, None));
-            }
-            match &r.rule_type {
-                RuleType::FaultCode(c) | RuleType::Bits(c) if c.per_code => {
-                    let name = rule.strip_prefix(r.id.as_str())?.strip_prefix('.')?;
-                    c.names.iter().find(|(_, n)| *n == name).map(|(&code, _)| (i, Some(code)))
-                }
-                _ => None,
-            }
-        });
+        let found = self.alert_key(rule);
         let slot = match found {
             Some((i, _)) if matches!(self.rules.rules[i].rule_type, RuleType::GatewayNoData { .. }) => {
                 self.gateways.get(device).and_then(|g| g.alerts.get(&i))
@@ -254,9 +287,16 @@ impl Engine {
         slot.map_or(AlertState::Inactive, |s| s.alert.state)
     }
 
-    /// Evaluates every rule of the reading's kind and returns the transitions. A reading no
-    /// newer than the device's newest (a late replay, a duplicate) changes nothing.
+    /// Evaluates every rule of the reading's kind and returns the transitions, through the
+    /// alert lifecycle (silences, flapping). A reading no newer than the device's newest (a
+    /// late replay, a duplicate) changes nothing.
     pub fn process(&mut self, reading: &Reading) -> Vec<AlertMessage> {
+        let raw = self.step_reading(reading);
+        self.notify(raw)
+    }
+
+    /// The state machine's transitions of one reading.
+    fn step_reading(&mut self, reading: &Reading) -> Vec<AlertMessage> {
         self.stats.readings += 1;
         let ts = reading.ts_ms;
         if !self.plans.contains_key(&reading.kind) {
@@ -272,6 +312,7 @@ impl Engine {
                 last_data: ts,
                 windows: vec![Series::default(); plan.windows.len()],
                 alerts: HashMap::new(),
+                maintenance: BTreeMap::new(),
             };
             self.devices.insert(reading.device.clone(), state);
         }
@@ -324,6 +365,22 @@ impl Engine {
             self.stats.eval_errors += u64::from(maintained.is_err());
             self.schedules.saw(&reading.device, ts, maintained == Ok(true));
         }
+        for &i in &plan.inhibits {
+            let Some(inhibit) = &self.rules.rules[i].lifecycle.inhibit_when else { continue };
+            self.stats.evaluations += 1;
+            match self.evaluator.eval(inhibit, &bindings) {
+                Ok(on) => {
+                    device.maintenance.insert(inhibit.source.clone(), (on, ts));
+                }
+                // A reading without the signal: the latest answer stands.
+                Err(_) => self.stats.eval_errors += 1,
+            }
+        }
+        let maintenance = &device.maintenance;
+        let inhibited = |rule: &Rule| {
+            let source = rule.lifecycle.inhibit_when.as_ref().map(|c| c.source.as_str());
+            source.is_some_and(|s| maintenance.get(s).is_some_and(|&(on, _)| on))
+        };
         // The host's time, as far as the engine knows it: for no-data rules.
         let now = self.now.map_or(ts, |n| n.max(ts));
         let mut out = Vec::new();
@@ -346,6 +403,8 @@ impl Engine {
                         self.stats.eval_errors += 1;
                         continue;
                     };
+                    // In maintenance: nothing new goes pending or fires; a firing alert may clear.
+                    let matched = matched && !inhibited(rule);
                     if let Some((t, _)) = step_slot(&mut device.alerts, key, matched, cleared, rule, ts, None)
                     {
                         out.push(message(rule, rule.id.clone(), reading, attributes(), &[], t, ts));
@@ -358,12 +417,14 @@ impl Engine {
                         continue;
                     };
                     let active = active(codes, matches!(rule.rule_type, RuleType::Bits(_)), value);
+                    let inhibited = inhibited(rule);
                     if codes.per_code {
                         for (&code, name) in &codes.names {
                             let matched = active.iter().any(|&(c, _)| c == code);
                             let key = (i, Some(code));
+                            let raised = matched && !inhibited;
                             if let Some((t, _)) =
-                                step_slot(&mut device.alerts, key, matched, !matched, rule, ts, None)
+                                step_slot(&mut device.alerts, key, raised, !matched, rule, ts, None)
                             {
                                 let code = code.to_string();
                                 let extra = [("code", code.as_str()), ("code_name", name.as_str())];
@@ -379,8 +440,9 @@ impl Engine {
                             (codes.join(","), names.join(","))
                         });
                         let key = (i, None);
+                        let raised = matched && !inhibited;
                         if let Some((t, detail)) =
-                            step_slot(&mut device.alerts, key, matched, !matched, rule, ts, detail)
+                            step_slot(&mut device.alerts, key, raised, !matched, rule, ts, detail)
                         {
                             let (code, name) = detail.unwrap_or_default();
                             let extra = [("code", code.as_str()), ("code_name", name.as_str())];

@@ -24,15 +24,19 @@ pub(super) fn gateway_reading(gateway: &str, now: Ts) -> Reading {
 
 impl Engine {
     /// Advances the host's clock to `now_ms` and returns the no-data and inspection
-    /// transitions. A time no later than the last one given changes nothing. Costs one pass
-    /// over the devices seen, and once a day one over the registry.
+    /// transitions, then the lifecycle's (held-back resolves of flapping alerts, alerts whose
+    /// silence ended, reminders). A time no later than the last one given changes nothing.
+    /// Costs one pass over the devices seen and the active alerts, and once a day one over the
+    /// registry.
     pub fn tick(&mut self, now_ms: Ts) -> Vec<AlertMessage> {
         if self.now.is_some_and(|n| now_ms <= n) {
             return Vec::new();
         }
         self.now = Some(now_ms);
-        let mut out = self.tick_no_data(now_ms);
-        out.extend(self.tick_inspections(now_ms));
+        let mut raw = self.tick_no_data(now_ms);
+        raw.extend(self.tick_inspections(now_ms));
+        let mut out = self.notify(raw);
+        out.extend(self.tick_lifecycle(now_ms));
         out
     }
 

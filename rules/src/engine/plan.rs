@@ -26,6 +26,8 @@ pub(super) struct KindPlan {
     pub gateway: Vec<usize>,
     /// Inspection rules whose `signal` each reading is checked against (maintenance seen).
     pub signals: Vec<usize>,
+    /// Fault rules with an `inhibit_when`, one per distinct condition: evaluated per reading.
+    pub inhibits: Vec<usize>,
     /// Points with a window series, and the longest window any rule of the kind needs.
     pub windows: Vec<(String, i64)>,
     /// Sorted by variable name, for [`crate::expr::Bindings`].
@@ -49,6 +51,14 @@ impl KindPlan {
                     }
                 }
                 _ => plan.rules.push(i),
+            }
+            if let (Some(c), true) = (&rule.lifecycle.inhibit_when, rule.is_fault()) {
+                let seen = |&j: &usize| {
+                    rules[j].lifecycle.inhibit_when.as_ref().is_some_and(|o| o.source == c.source)
+                };
+                if !plan.inhibits.iter().any(seen) {
+                    plan.inhibits.push(i);
+                }
             }
             plan.reads_device |= rule.reads_device();
             for a in rule.aggregates() {

@@ -23,6 +23,19 @@
 //! summary = "{device.id} {code_name} ({code})"
 //! ```
 //!
+//! Alert lifecycle keys (every type but `inspection`), see [`RuleLifecycle`]:
+//!
+//! ```toml
+//! inhibit_when = "service_mode == 1"  # threshold, fault_code, bits: no new alert while the
+//!                                     # device's latest answer to it was true (maintenance);
+//!                                     # also a file-level key, the default of the file's rules
+//! repeat_every = "30m"                # remind of an unacknowledged firing alert ("0s": never;
+//!                                     # default: 30m for critical, never otherwise)
+//! flap_count = 4                      # more than this many firings within flap_window: the
+//! flap_window = "10m"                 # alert is flapping and its resolve waits until the
+//! flap_hold = "5m"                    # condition stayed clear for flap_hold (0: no guard)
+//! ```
+//!
 //! `bits` rules take `point` and `bits = { 0 = "over_pressure" }`; `no_data` and
 //! `gateway_no_data` rules take `after = "2m"`; `inspection` rules take `check`, `leads`,
 //! `escalate_after` and the keys of [`InspectionRule`]. [`parse`] checks one file's text.
@@ -155,6 +168,22 @@ impl RuleType {
     }
 }
 
+/// How a rule's alerts live once raised: maintenance inhibition, reminders and the flapping
+/// guard. `None` takes the engine's default ([`crate::engine::LifecycleDefaults`]).
+#[derive(Debug, Default)]
+pub struct RuleLifecycle {
+    /// The device is in maintenance while its latest reading that answered this says true:
+    /// the rule raises no alert then (fault rules only).
+    pub inhibit_when: Option<Condition>,
+    /// How often an unacknowledged firing alert is sent again; zero: never.
+    pub repeat_every: Option<Duration>,
+    /// Firings within `flap_window` beyond which the alert is flapping; zero: no guard.
+    pub flap_count: Option<u32>,
+    pub flap_window: Option<Duration>,
+    /// How long a flapping alert's condition must stay clear before it resolves.
+    pub flap_hold: Option<Duration>,
+}
+
 /// A validated rule.
 #[derive(Debug)]
 pub struct Rule {
@@ -165,6 +194,7 @@ pub struct Rule {
     pub severity: Severity,
     pub summary: Template,
     pub source: Option<String>,
+    pub lifecycle: RuleLifecycle,
     /// Where the rule was defined, for messages.
     pub file: String,
     pub line: usize,
@@ -186,12 +216,18 @@ impl Rule {
     }
 
     /// The conditions it evaluates over readings.
-    fn conditions(&self) -> [Option<&Condition>; 2] {
+    pub fn conditions(&self) -> [Option<&Condition>; 3] {
+        let inhibit = self.lifecycle.inhibit_when.as_ref();
         match &self.rule_type {
-            RuleType::Threshold { when, clear } => [Some(when), clear.as_ref()],
-            RuleType::Inspection(i) => [i.signal.as_ref(), None],
-            _ => [None, None],
+            RuleType::Threshold { when, clear } => [Some(when), clear.as_ref(), inhibit],
+            RuleType::Inspection(i) => [i.signal.as_ref(), None, None],
+            _ => [inhibit, None, None],
         }
+    }
+
+    /// A fault rule: threshold, fault_code or bits, the rules maintenance inhibits.
+    pub fn is_fault(&self) -> bool {
+        matches!(self.rule_type, RuleType::Threshold { .. } | RuleType::FaultCode(_) | RuleType::Bits(_))
     }
 
     /// The window aggregates its conditions read.

@@ -10,12 +10,16 @@ use toml::Spanned;
 use super::{Codes, Diagnostic, Rule, RuleType, Severity};
 
 mod inspection;
+mod lifecycle;
 use crate::expr::Condition;
 use crate::template::Template;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    /// The default `inhibit_when` of the file's fault rules.
+    #[serde(default)]
+    inhibit_when: Option<Spanned<String>>,
     #[serde(default, rename = "rule")]
     rules: Vec<Spanned<RawRule>>,
 }
@@ -55,6 +59,16 @@ pub(super) struct RawRule {
     due_soon_summary: Option<Spanned<String>>,
     #[serde(default)]
     signal: Option<Spanned<String>>,
+    #[serde(default)]
+    inhibit_when: Option<Spanned<String>>,
+    #[serde(default)]
+    repeat_every: Option<Spanned<String>>,
+    #[serde(default)]
+    flap_count: Option<Spanned<i64>>,
+    #[serde(default)]
+    flap_window: Option<Spanned<String>>,
+    #[serde(default)]
+    flap_hold: Option<Spanned<String>>,
     #[serde(default, rename = "for")]
     hold_for: Option<Spanned<String>>,
     severity: Spanned<String>,
@@ -350,6 +364,7 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Rule>, Vec<Diagnostic>
                 None
             }
         };
+        let lifecycle = c.lifecycle(&r, raw.inhibit_when.as_ref());
         let _ = r.description;
         if c.diagnostics.len() > before {
             continue;
@@ -365,6 +380,7 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Rule>, Vec<Diagnostic>
                 severity,
                 summary,
                 source: r.source,
+                lifecycle: lifecycle.unwrap_or_default(),
                 file: file.to_string(),
                 line: line_col(text, rule_start).0,
             };

@@ -31,6 +31,26 @@
 //! resolved = [{ rule = "boiler.over_pressure", device = "boiler-0001", summary = "…" }]
 //! ```
 //!
+//! Alert lifecycle steps, at a time of the test:
+//!
+//! ```toml
+//! [[silence]]
+//! at = "10s"                          # added then, active from then on
+//! ends = "1m"                         # until then (virtual time)
+//! device = "elev-1"                   # matchers: device, gateway, rule, town, kind
+//! who = "ops"                         # optional, as `comment`
+//!
+//! [[ack]]
+//! at = "30s"
+//! rule = "elevator.passenger_trapped"
+//! device = "elev-1"
+//! who = "li"
+//! comment = "on site"                 # optional
+//! ```
+//!
+//! Expectations may check `silenced` and `acknowledged` transitions too; `firing` counts a
+//! silenced alert (it fires in the engine).
+//!
 //! [`run`] is pure: value `i` of a series is a reading at `i × interval` (a step whose values
 //! are all `_` sends none). At each time the runner sets the registry rows due then, feeds
 //! that time's readings in series order, then ticks, then checks the expectations at that
@@ -45,6 +65,7 @@ use telemetry::{AlertMessage, Value};
 use toml::Spanned;
 
 use crate::date::{Date, CHINA_UTC_OFFSET_MS};
+use crate::engine::{Matchers, Silence};
 use crate::registry::Registry;
 use crate::rule_file::{self, content_start, line_col, Diagnostic};
 use crate::RuleSet;
@@ -99,6 +120,21 @@ pub struct Expectation {
     pub fired: Option<Vec<AlertMatch>>,
     /// The alerts that resolved since the previous expectation, exactly.
     pub resolved: Option<Vec<AlertMatch>>,
+    /// `Silenced` transitions since the previous expectation, exactly.
+    pub silenced: Option<Vec<AlertMatch>>,
+    /// `Acknowledged` transitions since the previous expectation, exactly.
+    pub acknowledged: Option<Vec<AlertMatch>>,
+}
+
+/// An acknowledgement at a time of the test.
+#[derive(Debug)]
+pub struct AckStep {
+    pub at_ms: i64,
+    pub line: usize,
+    pub rule: String,
+    pub device: String,
+    pub who: String,
+    pub comment: String,
 }
 
 /// Registry rows that take effect at a time of the test.
@@ -122,6 +158,9 @@ pub struct UnitTest {
     pub registry: Vec<RegistryStep>,
     pub series: Vec<Series>,
     pub expect: Vec<Expectation>,
+    /// Silences added at a time (their `starts_ms`), relative to the start.
+    pub silences: Vec<Silence>,
+    pub acks: Vec<AckStep>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +179,42 @@ struct RawTest {
     series: Vec<Spanned<RawSeries>>,
     #[serde(default)]
     expect: Vec<Spanned<RawExpect>>,
+    #[serde(default)]
+    silence: Vec<Spanned<RawSilence>>,
+    #[serde(default)]
+    ack: Vec<Spanned<RawAck>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSilence {
+    at: Spanned<String>,
+    ends: Spanned<String>,
+    #[serde(default)]
+    device: Option<String>,
+    #[serde(default)]
+    gateway: Option<String>,
+    #[serde(default)]
+    rule: Option<String>,
+    #[serde(default)]
+    town: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    who: String,
+    #[serde(default)]
+    comment: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAck {
+    at: Spanned<String>,
+    rule: String,
+    device: String,
+    who: String,
+    #[serde(default)]
+    comment: String,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +252,10 @@ struct RawExpect {
     fired: Option<Vec<AlertMatch>>,
     #[serde(default)]
     resolved: Option<Vec<AlertMatch>>,
+    #[serde(default)]
+    silenced: Option<Vec<AlertMatch>>,
+    #[serde(default)]
+    acknowledged: Option<Vec<AlertMatch>>,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -318,7 +397,41 @@ impl UnitTest {
                 );
                 at(e.at.span().start, message);
             }
-            expect.push(Expectation { at_ms, line, firing: e.firing, fired: e.fired, resolved: e.resolved });
+            expect.push(Expectation {
+                at_ms,
+                line,
+                firing: e.firing,
+                fired: e.fired,
+                resolved: e.resolved,
+                silenced: e.silenced,
+                acknowledged: e.acknowledged,
+            });
+        }
+        let mut silences = Vec::new();
+        for (n, s) in raw.silence.into_iter().enumerate() {
+            let start = s.span().start;
+            let s = s.into_inner();
+            let (Some(starts_ms), Some(ends_ms)) =
+                (duration(&s.at, "at", &mut at), duration(&s.ends, "ends", &mut at))
+            else {
+                continue;
+            };
+            let matchers =
+                Matchers { device: s.device, gateway: s.gateway, rule: s.rule, town: s.town, kind: s.kind };
+            if ends_ms <= starts_ms || matchers == Matchers::default() {
+                at(start, "a [[silence]] needs `ends` after `at` and at least one matcher".into());
+            }
+            let (who, comment) = (s.who, s.comment);
+            let id = format!("test-{}", n + 1);
+            silences.push(Silence { id, matchers, starts_ms, ends_ms, who, comment });
+        }
+        let mut acks = Vec::new();
+        for a in raw.ack {
+            let line = line_col(text, a.span().start).0;
+            let a = a.into_inner();
+            let Some(at_ms) = duration(&a.at, "at", &mut at) else { continue };
+            let (rule, device, who, comment) = (a.rule, a.device, a.who, a.comment);
+            acks.push(AckStep { at_ms, line, rule, device, who, comment });
         }
         diagnostics.extend(inline_problems);
         if !diagnostics.is_empty() {
@@ -332,6 +445,8 @@ impl UnitTest {
             registry,
             series,
             expect,
+            silences,
+            acks,
         })
     }
 }

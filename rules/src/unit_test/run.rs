@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use telemetry::{AlertMessage, AlertStatus, Reading};
 
 use super::{format_ms, AlertMatch, UnitTest};
+use crate::engine::Silence;
 use crate::registry::Registry;
 use crate::{Engine, RuleSet};
 
@@ -105,6 +106,11 @@ pub fn run(test: &UnitTest, rules: RuleSet) -> Outcome {
         Outcome { file: test.file.clone(), checked: 0, failures: Vec::new(), transitions: Vec::new() };
     let mut firing: BTreeMap<(String, String), AlertMessage> = BTreeMap::new();
     let mut expect = test.expect.iter().peekable();
+    let times: BTreeSet<i64> = times
+        .into_iter()
+        .chain(test.silences.iter().map(|s| s.starts_ms))
+        .chain(test.acks.iter().map(|a| a.at_ms))
+        .collect();
     let (mut since, mut since_ms) = (0, None::<i64>);
     for t in times {
         if let Some(rows) = registry_at.get(&t) {
@@ -113,9 +119,24 @@ pub fn run(test: &UnitTest, rules: RuleSet) -> Outcome {
             }
             engine.set_registry(registry.clone());
         }
+        for s in test.silences.iter().filter(|s| s.starts_ms == t) {
+            let silence = Silence { starts_ms: start + s.starts_ms, ends_ms: start + s.ends_ms, ..s.clone() };
+            // Checked when parsed: a silence here is valid.
+            let _ = engine.add_silence(silence);
+        }
         let mut happened = Vec::new();
         for reading in readings.get(&t).into_iter().flatten() {
             happened.extend(engine.process(reading));
+        }
+        for a in test.acks.iter().filter(|a| a.at_ms == t) {
+            match engine.acknowledge(&a.rule, &a.device, &a.who, &a.comment, start + t) {
+                Ok(m) => happened.push(m),
+                Err(e) => {
+                    let problems = vec![format!("ack: {e}")];
+                    let seen = outcome.transitions.len();
+                    outcome.failures.push(Failure { line: a.line, at_ms: t, problems, seen });
+                }
+            }
         }
         if test.tick_ms > 0 && t % test.tick_ms == 0 {
             happened.extend(engine.tick(start + t));
@@ -123,7 +144,7 @@ pub fn run(test: &UnitTest, rules: RuleSet) -> Outcome {
         for m in happened {
             let key = (m.rule.clone(), m.device.clone());
             match m.status {
-                AlertStatus::Firing => {
+                AlertStatus::Firing | AlertStatus::Silenced => {
                     firing.insert(key, m.clone());
                 }
                 AlertStatus::Resolved => {
@@ -150,6 +171,16 @@ pub fn run(test: &UnitTest, rules: RuleSet) -> Outcome {
             }
             if let Some(want) = &e.resolved {
                 problems.extend(compare(&label("resolved"), want, of(AlertStatus::Resolved).collect()));
+            }
+            if let Some(want) = &e.silenced {
+                problems.extend(compare(&label("silenced"), want, of(AlertStatus::Silenced).collect()));
+            }
+            if let Some(want) = &e.acknowledged {
+                problems.extend(compare(
+                    &label("acknowledged"),
+                    want,
+                    of(AlertStatus::Acknowledged).collect(),
+                ));
             }
             outcome.checked += 1;
             if !problems.is_empty() {

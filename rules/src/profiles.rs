@@ -1,0 +1,162 @@
+//! `rules check --profiles DIR`: every point name a rule reads (variables of `when`, `clear`,
+//! `inhibit_when` and `signal`, window function points, the `point` of fault_code and bits
+//! rules, summary placeholders) must be a point, or a named bit, of a gateway profile of one of
+//! the rule's kinds (`*`: of any profile). Profiles are read minimally here (`kind`,
+//! `[[point]]` `name` and a `bits` table), without the gateway crate. A kind with no profile is
+//! not checked; several profiles of one kind (models) count together.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::rule_file::{line_col, Diagnostic, Rule, RuleSet, RuleType};
+
+/// Placeholders the rule types add to summaries, besides points and `device.` attributes.
+const EXTRA_FIELDS: &[&str] =
+    &["code", "code_name", "after", "due", "days_left", "days_overdue", "last", "check"];
+
+/// Point names per equipment kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Profiles {
+    pub by_kind: BTreeMap<String, BTreeSet<String>>,
+}
+
+fn problem(file: &str, text: &str, offset: usize, message: String) -> Diagnostic {
+    let (line, column) = line_col(text, offset);
+    Diagnostic { file: file.to_string(), line, column, message }
+}
+
+impl Profiles {
+    /// Adds one profile's text: its kind and the names of its points and named bits.
+    pub fn add(&mut self, file: &str, text: &str) -> Result<(), Diagnostic> {
+        let value: toml::Table = toml::from_str(text).map_err(|e| {
+            problem(file, text, e.span().map_or(0, |s| s.start), e.message().trim_end().to_string())
+        })?;
+        let Some(kind) = value.get("kind").and_then(|k| k.as_str()) else {
+            return Err(problem(file, text, 0, "a profile needs `kind`".into()));
+        };
+        let names = self.by_kind.entry(kind.to_string()).or_default();
+        for point in value.get("point").and_then(|p| p.as_array()).into_iter().flatten() {
+            names.extend(point.get("name").and_then(|n| n.as_str()).map(str::to_string));
+            let bits = point.get("bits").and_then(|b| b.as_table());
+            names.extend(bits.into_iter().flatten().filter_map(|(_, n)| n.as_str().map(str::to_string)));
+        }
+        Ok(())
+    }
+
+    /// The `*.toml` profiles of a folder.
+    pub fn load_dir(dir: &Path) -> Result<Profiles, Vec<Diagnostic>> {
+        let mut profiles = Profiles::default();
+        let mut problems = Vec::new();
+        for path in crate::rule_file::expand(&[dir]) {
+            let file = path.display().to_string();
+            match std::fs::read_to_string(&path) {
+                Ok(text) => problems.extend(profiles.add(&file, &text).err()),
+                Err(e) => problems.push(Diagnostic { file, line: 0, column: 0, message: e.to_string() }),
+            }
+        }
+        if problems.is_empty() {
+            Ok(profiles)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The names a rule's kinds offer; `None` when no profile covers any of its kinds.
+    fn names_for(&self, rule: &Rule) -> Option<BTreeSet<&str>> {
+        let kinds: Vec<&String> = match rule.kinds.iter().any(|k| k == "*") {
+            true => self.by_kind.keys().collect(),
+            false => rule.kinds.iter().filter(|k| self.by_kind.contains_key(*k)).collect(),
+        };
+        if kinds.is_empty() {
+            return None;
+        }
+        Some(kinds.into_iter().flat_map(|k| self.by_kind[k].iter().map(String::as_str)).collect())
+    }
+}
+
+/// The point names a rule reads.
+pub fn points_used(rule: &Rule) -> BTreeSet<&str> {
+    let mut used = BTreeSet::new();
+    for c in rule.conditions().into_iter().flatten() {
+        used.extend(c.variables().iter().map(String::as_str).filter(|v| *v != "device"));
+        used.extend(c.aggregates().iter().map(|a| a.point.as_str()));
+    }
+    if let RuleType::FaultCode(c) | RuleType::Bits(c) = &rule.rule_type {
+        used.insert(c.point.as_str());
+    }
+    let summaries = match &rule.rule_type {
+        RuleType::Inspection(i) => vec![Some(&rule.summary), i.due_soon_summary.as_ref()],
+        _ => vec![Some(&rule.summary)],
+    };
+    for t in summaries.into_iter().flatten() {
+        used.extend(t.fields().filter(|f| !f.contains('.') && !EXTRA_FIELDS.contains(f)));
+    }
+    used
+}
+
+/// Edit distance, for suggestions.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = previous + usize::from(ca != cb);
+            previous = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// The closest known name, if close enough to be a likely typo.
+pub fn suggest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let best = known.into_iter().map(|k| (distance(name, k), k)).min()?;
+    (best.0 <= (name.chars().count() / 3).max(2)).then_some(best.1)
+}
+
+/// Where `name` first appears as a whole word in the rule's lines (from its `[[rule]]` to the
+/// next), as a byte offset; the rule's start otherwise.
+fn position(text: &str, rule_line: usize, name: &str) -> usize {
+    let start: usize = text.split_inclusive('\n').take(rule_line.saturating_sub(1)).map(str::len).sum();
+    let body = &text[start.min(text.len())..];
+    let end = body.get(1..).and_then(|b| b.find("[[rule]]")).map_or(body.len(), |e| e + 1);
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let body = &body[..end];
+    // Past the keys' names: the name inside a value.
+    let mut from = 0;
+    while let Some(i) = body[from..].find(name).map(|i| i + from) {
+        let before = body[..i].chars().next_back();
+        let after = body[i + name.len()..].chars().next();
+        let value = body[..i].rsplit('\n').next().is_some_and(|l| l.contains('='));
+        if !before.is_some_and(word) && !after.is_some_and(word) && value {
+            return start + i;
+        }
+        from = i + name.len();
+    }
+    start
+}
+
+/// Every unknown point name of the rules, against the profiles; `texts` are the rule files'
+/// texts by file name, for positions.
+pub fn check(rules: &RuleSet, texts: &BTreeMap<String, String>, profiles: &Profiles) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for rule in &rules.rules {
+        let Some(known) = profiles.names_for(rule) else { continue };
+        let text = texts.get(&rule.file).map_or("", String::as_str);
+        for name in points_used(rule).into_iter().filter(|n| !known.contains(n)) {
+            let kinds = rule.kinds.join(", ");
+            let mut message = format!("rule `{}`: `{name}` is not a point of the {kinds} profiles", rule.id);
+            if let Some(close) = suggest(name, known.iter().copied()) {
+                message.push_str(&format!(" (did you mean `{close}`?)"));
+            }
+            out.push(problem(&rule.file, text, position(text, rule.line, name), message));
+        }
+    }
+    out.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,71 @@
+use super::*;
+
+const PROFILE: &str = r#"
+kind = "boiler"
+[[point]]
+name = "pressure_mpa"
+[[point]]
+name = "alarm_bits"
+bits = { 0 = "over_pressure", 1 = "low_water" }
+[[point]]
+name = "fuel"
+bits = "0..3"
+"#;
+
+const RULES: &str = r#"[[rule]]
+id = "boiler.over_pressure"
+kinds = ["boiler"]
+when = "over_pressure || presure_mpa > 1.25 || avg(pressure_mpa, '1m') > device.rated"
+severity = "critical"
+summary = "{device.id} {pressure_mpa} {temp_c}"
+
+[[rule]]
+id = "boiler.bits"
+kinds = ["boiler"]
+type = "bits"
+point = "alarm_bit"
+bits = { 1 = "low_water" }
+severity = "major"
+summary = "{code_name}"
+
+[[rule]]
+id = "meter.x"
+kinds = ["water_meter"]
+when = "anything > 1"
+severity = "info"
+summary = "x"
+"#;
+
+#[test]
+fn reports_unknown_points_with_positions_and_suggestions() {
+    let mut profiles = Profiles::default();
+    profiles.add("boiler.toml", PROFILE).unwrap();
+    assert_eq!(profiles.by_kind["boiler"].len(), 5);
+    let rules = RuleSet::parse("r.toml", RULES).unwrap();
+    let texts = BTreeMap::from([("r.toml".to_string(), RULES.to_string())]);
+    let found: Vec<String> = check(&rules, &texts, &profiles).iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        found,
+        [
+            "r.toml:4:26: rule `boiler.over_pressure`: `presure_mpa` is not a point of the boiler profiles (did you mean `pressure_mpa`?)",
+            "r.toml:6:40: rule `boiler.over_pressure`: `temp_c` is not a point of the boiler profiles",
+            "r.toml:12:10: rule `boiler.bits`: `alarm_bit` is not a point of the boiler profiles (did you mean `alarm_bits`?)",
+        ]
+    );
+}
+
+#[test]
+fn a_profile_without_kind_is_an_error() {
+    let e = Profiles::default().add("p.toml", "[[point]]\nname = \"x\"\n").unwrap_err();
+    assert_eq!(e.message, "a profile needs `kind`");
+}
+
+#[test]
+fn the_pack_matches_the_shipped_profiles() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
+    let profiles = Profiles::load_dir(&Path::new(root).join("profiles")).unwrap();
+    let pack = crate::default_pack().unwrap();
+    let texts = crate::DEFAULT_PACK.iter().map(|(f, t)| (f.to_string(), t.to_string())).collect();
+    let problems = check(&pack, &texts, &profiles);
+    assert!(problems.is_empty(), "{problems:#?}");
+}
