@@ -26,6 +26,33 @@ pub struct IngestConfig {
     pub http: HttpConfig,
     #[serde(default)]
     pub registry: RegistryConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+fn default_snapshot_every() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Alert state kept across restarts (SQLite).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Keep alert state across restarts (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The SQLite file; by default `state.sqlite` in the WAL folder, since the two go together.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// How often the rules engine's state is saved; the WAL is acknowledged up to that point.
+    #[serde(default = "default_snapshot_every", with = "humantime_serde")]
+    pub snapshot_every: Duration,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig { enabled: true, path: None, snapshot_every: default_snapshot_every() }
+    }
 }
 
 fn default_registry_check() -> Duration {
@@ -137,12 +164,25 @@ pub struct MqttConfig {
     pub own_partitions: Option<Vec<u32>>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+fn default_reload_check() -> Duration {
+    Duration::from_secs(5)
+}
+
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RulesConfig {
     /// Rule files or folders of `*.toml`; the built-in default pack when empty.
     #[serde(default)]
     pub files: Vec<PathBuf>,
+    /// How often the rule files are checked for changes (hot reload).
+    #[serde(default = "default_reload_check", with = "humantime_serde")]
+    pub reload_check_every: Duration,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig { files: Vec::new(), reload_check_every: default_reload_check() }
+    }
 }
 
 fn default_timeout() -> Duration {
@@ -279,6 +319,13 @@ impl IngestConfig {
             problems.push("batch.max_readings must be at least 1".into());
         }
         problems
+    }
+
+    /// Where alert state is kept, if it is.
+    pub fn state_path(&self) -> Option<PathBuf> {
+        self.state
+            .enabled
+            .then(|| self.state.path.clone().unwrap_or_else(|| self.wal.dir.join("state.sqlite")))
     }
 
     /// The subscription filters for the owned partitions.

@@ -12,7 +12,8 @@ use telemetry::{AlertMessage, AlertStatus};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{
-    BatchConfig, FilesConfig, HttpConfig, IngestConfig, MqttConfig, RegistryConfig, RulesConfig, WalConfig,
+    BatchConfig, FilesConfig, HttpConfig, IngestConfig, MqttConfig, RegistryConfig, RulesConfig, StateConfig,
+    WalConfig,
 };
 use crate::server::Hooks;
 
@@ -76,6 +77,7 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
         wal: WalConfig { dir: opts.data_dir.join("wal"), ..WalConfig::default() },
         http: HttpConfig::default(),
         registry: RegistryConfig::default(),
+        state: StateConfig::default(),
     };
 
     println!("special-equipment telemetry demo");

@@ -7,6 +7,7 @@
 //! - [`pipeline`]: the pure core: topic and payload in; line protocol, alert transitions or a
 //!   dead letter out. Hosts the [`rules`] engine and [`dedup`].
 //! - [`registry`]: the equipment registry CSV, reloaded when it changes.
+//! - [`state`]: the rules engine's state in SQLite, so alerts survive a restart.
 //! - [`line_protocol`]: readings and alerts as InfluxDB line protocol.
 //! - [`sink`]: the InfluxDB v2 write API (influxdb2 crate), or rotated line-protocol files.
 //! - [`metrics`] and [`http`]: `/metrics`, `/healthz`, `/readyz`.
@@ -23,5 +24,6 @@ pub mod pipeline;
 pub mod registry;
 pub mod server;
 pub mod sink;
+pub mod state;
 
 pub use config::IngestConfig;

@@ -25,6 +25,11 @@ pub struct Metrics {
     pub alerts_resolved_total: AtomicU64,
     /// Alerts firing right now.
     pub alerts_active: AtomicI64,
+    pub rules_loaded: AtomicU64,
+    pub rules_reloads: AtomicU64,
+    pub rules_reload_failures: AtomicU64,
+    /// False while the newest rule files failed to load (the previous rules run on).
+    pub rules_reload_ok: AtomicBool,
     pub registry_units: AtomicU64,
     pub registry_bad_rows: AtomicU64,
     pub mqtt_connected: AtomicBool,
@@ -108,6 +113,21 @@ impl Metrics {
             "ingest_alerts_active",
             "Alerts firing now.",
             self.alerts_active.load(Ordering::Relaxed) as f64,
+        );
+        gauge(&mut out, "ingest_rules_loaded", "Rules in force.", g(&self.rules_loaded) as f64);
+        counter(&mut out, "ingest_rules_reloads_total", "Successful rule reloads.", g(&self.rules_reloads));
+        counter(
+            &mut out,
+            "ingest_rules_reload_failures_total",
+            "Rule reloads refused because a file was bad.",
+            g(&self.rules_reload_failures),
+        );
+        let reload_ok = if self.rules_reload_ok.load(Ordering::Relaxed) { 1.0 } else { 0.0 };
+        gauge(
+            &mut out,
+            "ingest_rules_last_reload_ok",
+            "0 while the newest rule files failed to load.",
+            reload_ok,
         );
         gauge(
             &mut out,

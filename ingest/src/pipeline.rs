@@ -74,6 +74,10 @@ impl Pipeline {
         &self.engine
     }
 
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
     /// Installs a (re)loaded registry: attributes for the rules, towns for tags, and with
     /// `reject_unknown`, the devices accepted.
     pub fn set_registry(&mut self, registry: Arc<Registry>, reject_unknown: bool) {

@@ -13,8 +13,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use ingest::config::{
-    BatchConfig, FilesConfig, HttpConfig, IngestConfig, MqttConfig, RegistryConfig, RulesConfig, TsdbConfig,
-    WalConfig,
+    BatchConfig, FilesConfig, HttpConfig, IngestConfig, MqttConfig, RegistryConfig, RulesConfig, StateConfig,
+    TsdbConfig, WalConfig,
 };
 use system_tests::{publish_readings, wait_for, Mosquitto, Recorder};
 
@@ -94,6 +94,7 @@ fn config(broker: &Mosquitto, tsdb: String, dir: &std::path::Path) -> IngestConf
         wal: WalConfig { dir: dir.join("wal"), ..WalConfig::default() },
         http: HttpConfig::default(),
         registry: RegistryConfig::default(),
+        state: StateConfig::default(),
     }
 }
 

@@ -356,6 +356,38 @@ pub fn publish_readings(
     readings
 }
 
+/// Publishes `readings` at QoS 1 as `client_id` and returns once the broker acknowledged all.
+pub fn publish(port: u16, client_id: &str, readings: &[telemetry::Reading]) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let topics = telemetry::Topics::default();
+    runtime.block_on(async {
+        let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(10));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
+        for r in readings {
+            let topic = topics.telemetry(16, &r.gateway, &r.device);
+            client
+                .publish(topic, rumqttc::QoS::AtLeastOnce, false, telemetry::encode(r))
+                .await
+                .expect("publish");
+        }
+        let mut acked = 0;
+        while acked < readings.len() {
+            let event =
+                tokio::time::timeout(Duration::from_secs(30), eventloop.poll()).await.expect("acks in time");
+            if let Ok(rumqttc::Event::Incoming(rumqttc::Incoming::PubAck(_))) = event {
+                acked += 1;
+            }
+        }
+        let _ = client.disconnect().await;
+    });
+}
+
+/// Milliseconds since the epoch now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+}
+
 /// `(device, ts) → values` of one series name from a VictoriaMetrics export, and the number of
 /// samples returned (more than the map holds means duplicates were stored).
 pub fn stored_points(vm: &Victoria, series: &str) -> (std::collections::BTreeMap<(String, i64), f64>, usize) {

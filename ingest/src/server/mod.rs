@@ -10,6 +10,7 @@
 //! redelivers what was not, and the WAL replays what was not written.
 
 mod mqtt;
+mod persist;
 mod writer;
 
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,8 @@ pub enum RunError {
     Http(String),
     #[error("registry: {0}")]
     Registry(String),
+    #[error("alert state: {0}")]
+    State(String),
 }
 
 /// What the embedding program (the demo, tests) can watch.
@@ -54,26 +57,31 @@ pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The configured rule files, folders expanded to their `*.toml` files in a stable order.
+pub fn rule_files(cfg: &IngestConfig) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for p in &cfg.rules.files {
+        match std::fs::read_dir(p) {
+            Ok(entries) => {
+                let mut found: Vec<_> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .collect();
+                found.sort();
+                files.extend(found);
+            }
+            Err(_) => files.push(p.clone()),
+        }
+    }
+    files
+}
+
 /// Loads the configured rule files, or the built-in default pack.
 pub fn load_rules(cfg: &IngestConfig) -> Result<rules::RuleSet, RunError> {
     let result = if cfg.rules.files.is_empty() {
         rules::default_pack()
     } else {
-        let mut files = Vec::new();
-        for p in &cfg.rules.files {
-            match std::fs::read_dir(p) {
-                Ok(entries) => {
-                    let mut found: Vec<_> = entries
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                        .collect();
-                    found.sort();
-                    files.extend(found);
-                }
-                Err(_) => files.push(p.clone()),
-            }
-        }
-        rules::RuleSet::load(&files)
+        rules::RuleSet::load(&rule_files(cfg))
     };
     result.map_err(|d| RunError::Rules(d.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")))
 }
@@ -83,8 +91,21 @@ pub fn load_rules(cfg: &IngestConfig) -> Result<rules::RuleSet, RunError> {
 pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool>) -> Result<(), RunError> {
     let engine = rules::Engine::new(load_rules(&cfg)?);
     tracing::info!("loaded {} rules", engine.rules().len());
+    hooks.metrics.rules_loaded.store(engine.rules().len() as u64, std::sync::atomic::Ordering::Relaxed);
+    hooks.metrics.rules_reload_ok.store(true, std::sync::atomic::Ordering::Relaxed);
     let topics = Topics::new(&cfg.mqtt.topic_prefix);
     let mut pipeline = Pipeline::new(topics.clone(), engine);
+    let state = match cfg.state_path() {
+        Some(path) => {
+            let store = crate::state::StateStore::open(&path).map_err(RunError::State)?;
+            if let Some((snapshot, wal_id)) = store.load().map_err(RunError::State)? {
+                pipeline.engine_mut().restore(snapshot).map_err(|e| RunError::State(e.to_string()))?;
+                tracing::info!("alert state restored from {} (WAL position {wal_id})", path.display());
+            }
+            Some(store)
+        }
+        None => None,
+    };
     // The registry is in force before the first message is judged.
     let mut registry_file = cfg.registry.file.as_deref().map(crate::registry::RegistryFile::new);
     if let Some(file) = registry_file.as_mut() {
@@ -156,6 +177,10 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
     let writer = writer::Writer {
         cfg: cfg.clone(),
         registry: registry_file,
+        state,
+        processed: 0,
+        last_snapshot: std::time::Instant::now(),
+        rules_watch: persist::RulesWatch::new(&cfg),
         wal: wal.clone(),
         sink,
         files,

@@ -18,6 +18,9 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Outcome, Pipeline};
 use crate::registry::RegistryFile;
 use crate::sink::{LineFiles, Sink, SinkError};
+use crate::state::StateStore;
+
+use super::persist::RulesWatch;
 
 /// Loads the registry file if it changed and installs it; bad rows are logged and skipped.
 pub fn reload(
@@ -47,6 +50,12 @@ const TICK_EVERY: Duration = Duration::from_secs(1);
 pub struct Writer {
     pub cfg: IngestConfig,
     pub registry: Option<RegistryFile>,
+    /// Alert state in SQLite; without it the WAL is acknowledged batch by batch.
+    pub state: Option<StateStore>,
+    /// The newest WAL record written and published, not yet covered by a saved snapshot.
+    pub processed: u64,
+    pub last_snapshot: Instant,
+    pub rules_watch: RulesWatch,
     pub wal: Arc<Mutex<Spool>>,
     pub sink: Sink,
     pub files: LineFiles,
@@ -58,11 +67,13 @@ pub struct Writer {
 /// One batch: line-protocol chunks with the gateway they came from (to dead-letter a point the
 /// TSDB refuses), alert transitions and dead letters.
 #[derive(Default)]
-struct Batch {
-    chunks: Vec<(String, String)>,
-    readings: u64,
-    alerts: Vec<AlertMessage>,
-    dead_letters: Vec<(String, Vec<u8>)>,
+pub(super) struct Batch {
+    pub chunks: Vec<(String, String)>,
+    pub readings: u64,
+    pub alerts: Vec<AlertMessage>,
+    pub dead_letters: Vec<(String, Vec<u8>)>,
+    /// The newest WAL record the batch came from (0 for alerts of ticks and reloads).
+    pub wal_id: u64,
 }
 
 impl Writer {
@@ -86,6 +97,9 @@ impl Writer {
                 last_registry_check = Instant::now();
                 self.reload_registry(&mut pipeline);
             }
+            if self.rules_watch.due(self.cfg.rules.reload_check_every) && !stopping {
+                self.reload_rules(&mut pipeline, &mut shutdown).await;
+            }
             let rate_due =
                 last_overdue_rate.is_none_or(|t| t.elapsed() >= self.cfg.registry.overdue_rate_every);
             if rate_due && pipeline.registry().is_some() && !stopping {
@@ -106,7 +120,7 @@ impl Writer {
                     }
                 };
                 let Some(last_id) = records.last().map(|r| r.id) else { break };
-                let mut batch = Batch::default();
+                let mut batch = Batch { wal_id: last_id, ..Batch::default() };
                 for r in &records {
                     let Some((received_at, topic, payload)) = decode_record(&r.payload) else { continue };
                     match pipeline.handle(&topic, payload, received_at) {
@@ -127,20 +141,19 @@ impl Writer {
                     if let Ok(mut w) = self.wal.lock() {
                         w.rewind();
                     }
+                    self.save_state(&pipeline);
                     return;
                 }
                 self.publish(&mut batch).await;
-                let acked = tokio::task::block_in_place(|| match self.wal.lock() {
-                    Ok(mut w) => w.ack_through(last_id).map_err(|e| e.to_string()),
-                    Err(_) => Err("the WAL lock is poisoned".to_string()),
-                });
-                if let Err(e) = acked {
-                    tracing::error!("WAL ack: {e}");
+                self.processed = last_id;
+                if self.state.is_none() || self.last_snapshot.elapsed() >= self.cfg.state.snapshot_every {
+                    self.save_state(&pipeline);
                 }
                 self.update_metrics(&pipeline, batch.readings);
                 last_flush = Instant::now();
             }
             if stopping {
+                self.save_state(&pipeline);
                 return;
             }
             tokio::select! {
@@ -202,7 +215,7 @@ impl Writer {
     /// Writes every chunk until durable. A batch the server refuses is halved until the refused
     /// chunk is alone; it is kept in `rejected.lp` and dead-lettered, the rest lands. Returns
     /// false only when stopping with the server unavailable.
-    async fn write(&mut self, batch: &mut Batch, shutdown: &mut watch::Receiver<bool>) -> bool {
+    pub(super) async fn write(&mut self, batch: &mut Batch, shutdown: &mut watch::Receiver<bool>) -> bool {
         let mut todo: Vec<std::ops::Range<usize>> = Vec::new();
         todo.push(0..batch.chunks.len());
         let mut backoff = Duration::from_millis(100);
@@ -266,12 +279,21 @@ impl Writer {
         true
     }
 
-    async fn publish(&self, batch: &mut Batch) {
+    pub(super) async fn publish(&mut self, batch: &mut Batch) {
         for (topic, payload) in batch.dead_letters.drain(..) {
             let _ = self.client.publish(topic, QoS::AtLeastOnce, false, payload).await;
         }
         let events = self.topics.build(&Topic::AlertEvents);
+        let mut published = Vec::new();
         for alert in batch.alerts.drain(..) {
+            let key = crate::state::transition_key(&alert);
+            if let Some(state) = &self.state {
+                if state.was_published(&key).unwrap_or(false) {
+                    // Replayed after a restart and already out before it: owed once, sent once.
+                    continue;
+                }
+            }
+            published.push(key);
             let json = serde_json::to_vec(&alert).unwrap_or_default();
             let state_topic =
                 self.topics.build(&Topic::Alert { device: alert.device.clone(), rule: alert.rule.clone() });
@@ -289,9 +311,14 @@ impl Writer {
                 let _ = tx.send(alert);
             }
         }
+        if let Some(state) = self.state.as_mut() {
+            if let Err(e) = state.mark_published(&published, batch.wal_id) {
+                tracing::error!("alert state: {e}");
+            }
+        }
     }
 
-    fn update_metrics(&self, pipeline: &Pipeline, written: u64) {
+    pub(super) fn update_metrics(&self, pipeline: &Pipeline, written: u64) {
         let m = &self.hooks.metrics;
         let s = &pipeline.stats;
         m.written.fetch_add(written, Ordering::Relaxed);
