@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use system_tests::{kill_9, publish_readings, start_ingest, stored_points, Mosquitto, Victoria};
+use system_tests::{kill_9, publish_readings, start_ingest, stored_points, wait_for, Mosquitto, Victoria};
 
 fn ingest_config(dir: &std::path::Path, broker: &Mosquitto, vm: &Victoria) -> String {
     format!(
@@ -71,7 +71,8 @@ fn the_tsdb_stopped_and_restarted_mid_stream_loses_nothing() {
     let dir = dir.path();
     let broker = Mosquitto::start(dir);
     let mut vm = Victoria::start(dir);
-    let config = ingest_config(dir, &broker, &vm);
+    let http = system_tests::free_port();
+    let config = format!("{}\n[http]\nlisten = \"127.0.0.1:{http}\"\n", ingest_config(dir, &broker, &vm));
     let ingest = start_ingest(dir, "ingest", &config);
 
     let port = broker.port;
@@ -84,6 +85,19 @@ fn the_tsdb_stopped_and_restarted_mid_stream_loses_nothing() {
     // The broker keeps acknowledging into ingest's WAL while the TSDB is away.
     let readings = load.join().expect("load publisher");
     assert!(ingest.output().contains("TSDB unavailable"), "ingest noticed the TSDB was gone");
+    // Backpressure goes to disk: the WAL holds what the TSDB has not taken, memory does not.
+    let pending = wait_for(Duration::from_secs(10), "the WAL to hold the readings", || {
+        let text = ureq::get(&format!("http://127.0.0.1:{http}/metrics")).call().ok()?.into_string().ok()?;
+        let n: f64 =
+            text.lines().find_map(|l| l.strip_prefix("ingest_wal_pending_records ")?.trim().parse().ok())?;
+        (n >= 500.0).then_some(n)
+    });
+    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", ingest.child.id()))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:")?.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    assert!(rss_kib > 0 && rss_kib < 128 * 1024, "ingest RSS {rss_kib} KiB with {pending} readings waiting");
     vm.restart();
     assert_all_stored(&vm, &readings);
 }

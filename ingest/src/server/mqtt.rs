@@ -124,10 +124,15 @@ pub async fn receive(
         loop {
             let result = tokio::task::block_in_place(|| {
                 let mut wal = wal.lock().map_err(|_| "the WAL lock is poisoned".to_string())?;
-                append_all(&mut wal, &group, now).map_err(|e| e.to_string())
+                append_all(&mut wal, &group, now).map_err(|e| e.to_string())?;
+                Ok::<_, String>((wal.pending(), wal.bytes()))
             });
             match result {
-                Ok(()) => break,
+                Ok((pending, bytes)) => {
+                    metrics.wal_pending.store(pending, Ordering::Relaxed);
+                    metrics.wal_bytes.store(bytes, Ordering::Relaxed);
+                    break;
+                }
                 Err(e) => {
                     // Full or failing: hold the acks; the broker keeps the messages meanwhile.
                     tracing::warn!("WAL: {e}; retrying in {backoff:?}");
