@@ -55,7 +55,9 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
     let sim = Arc::new(Simulator::new(&plan, gateway::bus::now_ms())?);
     let modbus = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let modbus_addr = modbus.local_addr()?;
-    let gateway_toml = sim.gateway_config("gw-demo", modbus_addr, &mqtt_url, Duration::from_secs(1));
+    // The gateway's spool lives in the demo's folder, so runs in other folders never mix.
+    let gateway_toml = sim.gateway_config("gw-demo", modbus_addr, &mqtt_url, Duration::from_secs(1))
+        + &format!("\n[spool]\ndir = {:?}\n", opts.data_dir.join("spool").display().to_string());
     std::fs::create_dir_all(&opts.data_dir)?;
     std::fs::write(opts.data_dir.join("gateway.toml"), &gateway_toml)?;
     let gateway_cfg = gateway::GatewayConfig::from_toml(&gateway_toml)?;
