@@ -4,6 +4,16 @@
 //! attributes) and the window aggregates, looked up by name without copying the reading, and
 //! evaluates every rule of the reading's kind against it, in a child scope of one shared root
 //! context that holds the helper functions.
+//!
+//! Conditions within the subset rule files use are also compiled (see [`compile`]) and evaluated
+//! straight on the bindings; the interpreter evaluates the rest, and answers whenever the compiled
+//! tree cannot.
+
+mod compile;
+#[cfg(test)]
+mod differential_tests;
+
+use std::sync::OnceLock;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -26,6 +36,8 @@ pub struct Condition {
     variables: Vec<String>,
     /// The window aggregates it reads, sorted, without repeats.
     aggregates: Vec<Aggregate>,
+    /// The compiled form, when the condition is within the compiled subset.
+    compiled: Option<compile::Node>,
 }
 
 /// A syntax error, positioned inside the expression (1-based; the column counts characters).
@@ -69,7 +81,8 @@ impl Condition {
         aggregates.sort();
         aggregates.dedup();
         let variables = expression.references().variables().into_iter().map(str::to_string).collect();
-        Ok(Condition { source: source.to_string(), expression, variables, aggregates })
+        let compiled = compile::compile(&expression);
+        Ok(Condition { source: source.to_string(), expression, variables, aggregates, compiled })
     }
 
     /// The top-level variables the condition reads (point names, and `device`); points read only
@@ -81,6 +94,11 @@ impl Condition {
     /// The window aggregates the condition reads.
     pub fn aggregates(&self) -> &[Aggregate] {
         &self.aggregates
+    }
+
+    /// Whether the condition is evaluated without the interpreter (when it can be).
+    pub fn is_compiled(&self) -> bool {
+        self.compiled.is_some()
     }
 }
 
@@ -96,7 +114,10 @@ pub enum EvalError {
 /// What the conditions of one reading see: built once per reading, shared by all its rules.
 pub struct Bindings<'a> {
     reading: &'a Reading,
-    device: Option<Box<dyn Val>>,
+    attributes: Option<&'a BTreeMap<String, Value>>,
+    with_device: bool,
+    /// The interpreter's `device` map, built on first use.
+    device: OnceLock<Option<Box<dyn Val>>>,
     /// Window aggregates by variable name, sorted by name.
     aggregates: &'a [(&'a str, f64)],
 }
@@ -105,21 +126,30 @@ impl<'a> Bindings<'a> {
     /// `with_device`: build the `device` map (only when a condition reads it).
     pub fn new(
         reading: &'a Reading,
-        attributes: Option<&BTreeMap<String, Value>>,
+        attributes: Option<&'a BTreeMap<String, Value>>,
         with_device: bool,
         aggregates: &'a [(&'a str, f64)],
     ) -> Self {
-        let device = with_device.then(|| {
+        Bindings { reading, attributes, with_device, device: OnceLock::new(), aggregates }
+    }
+
+    /// The `device` map for the interpreter: `id`, `kind`, `gateway`, then the attributes.
+    fn device(&self) -> Option<&dyn Val> {
+        let device = self.device.get_or_init(|| {
+            if !self.with_device {
+                return None;
+            }
+            let reading = self.reading;
             let mut device: HashMap<cel::objects::Key, cel::Value> = HashMap::new();
             device.insert("id".into(), cel::Value::String(Arc::new(reading.device.clone())));
             device.insert("kind".into(), cel::Value::String(Arc::new(reading.kind.clone())));
             device.insert("gateway".into(), cel::Value::String(Arc::new(reading.gateway.clone())));
-            for (k, v) in attributes.into_iter().flatten() {
+            for (k, v) in self.attributes.into_iter().flatten() {
                 device.insert(k.as_str().into(), to_cel(v));
             }
             Box::<dyn Val>::try_from(cel::Value::from(device)).ok()
         });
-        Bindings { reading, device: device.flatten(), aggregates }
+        device.as_deref()
     }
 }
 
@@ -136,8 +166,8 @@ impl VariableResolver for Bindings<'_> {
             return Some(CowVal::owned(CelDouble::from(self.aggregates[i].1)));
         }
         if name == "device" {
-            if let Some(device) = &self.device {
-                return Some(CowVal::Borrowed(device.as_ref()));
+            if let Some(device) = self.device() {
+                return Some(CowVal::Borrowed(device));
             }
         }
         Some(match self.reading.values.get(name)? {
@@ -191,8 +221,27 @@ impl Evaluator {
         Evaluator { root }
     }
 
-    /// Evaluates `condition` over what `bindings` holds.
+    /// Evaluates `condition` over what `bindings` holds: compiled when it can be, else by the
+    /// interpreter.
     pub fn eval(&self, condition: &Condition, bindings: &Bindings<'_>) -> Result<bool, EvalError> {
+        match self.eval_compiled(condition, bindings) {
+            Some(answer) => answer,
+            None => self.interpret(condition, bindings),
+        }
+    }
+
+    /// The compiled form's answer; `None` when the condition is not compiled or the compiled form
+    /// leaves this evaluation to the interpreter.
+    pub fn eval_compiled(
+        &self,
+        condition: &Condition,
+        bindings: &Bindings<'_>,
+    ) -> Option<Result<bool, EvalError>> {
+        condition.compiled.as_ref()?.run(bindings)
+    }
+
+    /// Evaluates `condition` with the CEL interpreter.
+    pub fn interpret(&self, condition: &Condition, bindings: &Bindings<'_>) -> Result<bool, EvalError> {
         match cel::Value::resolve(&condition.expression, &scope(&self.root, bindings)) {
             Ok(cel::Value::Bool(b)) => Ok(b),
             Ok(other) => Err(EvalError::NotBoolean(format!("{other:?}"))),
