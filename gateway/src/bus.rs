@@ -12,6 +12,8 @@
 //! than its interval is still made). Each device also keeps its own request plan
 //! ([`crate::narrow`]), narrowed around the points it refuses.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use telemetry::Reading;
@@ -133,10 +135,15 @@ pub async fn run_line(
     let mut connected_at = start;
     let mut connection = 0u64;
     let mut line_down: Option<LineDown> = None;
+    // The devices by when they are due (the first of the line's order among equals). Only the
+    // device just polled changes its due time: it goes back in after its poll.
+    let mut queue: BinaryHeap<Reverse<(Instant, usize)>> =
+        devices.iter().enumerate().map(|(i, d)| Reverse((d.due(), i))).collect();
     loop {
-        let Some(d) = devices.iter_mut().min_by_key(|d| d.due()) else { return };
+        let Some(Reverse((due, index))) = queue.pop() else { return };
+        let d = &mut devices[index];
         tokio::select! {
-            _ = tokio::time::sleep_until(d.due()) => {}
+            _ = tokio::time::sleep_until(due) => {}
             _ = shutdown.changed() => return,
         }
         if *shutdown.borrow() {
@@ -325,5 +332,6 @@ pub async fn run_line(
             d.status_sent = Some(Instant::now());
             publisher.device_status(&d.device.config.id, &d.status);
         }
+        queue.push(Reverse((d.due(), index)));
     }
 }

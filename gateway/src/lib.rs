@@ -20,7 +20,10 @@
 //! - [`health`]: retry backoff, quarantine and probing per device. Pure.
 //! - [`narrow`]: bisecting a refused request; a device's plan around its bad points. Pure.
 //! - [`register`]: words and bits to point values (and back, for the simulator). Pure.
-//! - [`spool`]: the `[spool]` section and the disk queue every reading goes through.
+//! - [`encode`]: a reading's JSON payload, as [`telemetry::encode`] writes it, with less
+//!   copying. Pure.
+//! - [`spool`]: the `[spool]` section and the disk queue every reading goes through;
+//!   [`recent`]: its newest records in memory, with each one's topic. Pure.
 //! - [`publisher`]: the MQTT client: the event-loop task, status messages, birth, last will.
 //! - [`inflight`]: which spool record each publish carries, up to its PUBACK. Pure.
 //! - [`sender`]: the spool to MQTT in order, replays marked, acknowledged only after PUBACK.
@@ -30,6 +33,7 @@
 pub mod bus;
 pub mod config;
 pub mod csv_import;
+pub mod encode;
 pub mod health;
 pub mod inflight;
 pub mod line;
@@ -40,6 +44,7 @@ pub mod poll;
 pub mod profile;
 pub mod profile_toml;
 pub mod publisher;
+pub mod recent;
 pub mod register;
 pub mod schedule;
 pub mod sender;
@@ -61,6 +66,14 @@ pub enum RunError {
     Mqtt(String),
     #[error(transparent)]
     Spool(#[from] spool::OpenError),
+}
+
+/// The runtime `gateway run` runs on: one thread. The gateway mostly waits (on devices, the
+/// broker, timers); its file work goes to tokio's blocking pool. One thread spares the
+/// hand-offs and wake-ups between worker threads that cost more than the work itself at
+/// thousands of Modbus round trips a second.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 
 /// Runs the gateway until `shutdown` turns true, then sends what the broker has not yet

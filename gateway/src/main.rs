@@ -158,8 +158,7 @@ fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
@@ -169,14 +168,16 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => {
             let cfg = GatewayConfig::load(&config)?;
-            gateway::run(cfg, shutdown_signal()).await?;
+            gateway::runtime()?.block_on(async { gateway::run(cfg, shutdown_signal()).await })?;
         }
         Command::Plan { config } => {
             let cfg = GatewayConfig::load(&config)?;
             print!("{}", plan_text(&cfg.build()?));
         }
         Command::ImportCsv(args) => return import_csv(args),
-        Command::Sim(args) => run_sim(*args).await?,
+        Command::Sim(args) => {
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run_sim(*args))?
+        }
     }
     Ok(())
 }

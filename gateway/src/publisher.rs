@@ -17,7 +17,7 @@
 //! order, and the birth and the latest device health are published again.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use crate::bus::now_ms;
 use crate::config::{parse_mqtt_url, GatewayConfig, Line};
 use crate::inflight::{Inflight, Tag};
-use crate::spool::{SpoolCounters, SpoolHandle};
+use crate::spool::{RecordMeta, SpoolCounters, SpoolHandle};
 
 /// Health of one device, retained on `status/{gateway}/{device}`.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -143,6 +143,8 @@ struct Shared {
     /// The latest health of each device, published again after every reconnect.
     statuses: Mutex<BTreeMap<String, Vec<u8>>>,
     counters: Counters,
+    /// The size of the last reading's payload.
+    payload_len: AtomicUsize,
     spool: SpoolHandle,
     topics: Topics,
     partitions: u32,
@@ -216,6 +218,7 @@ impl Publisher {
             acked: watch::Sender::new(0),
             statuses: Mutex::default(),
             counters: Counters::default(),
+            payload_len: AtomicUsize::new(0),
             spool,
             topics,
             partitions: cfg.mqtt.partitions,
@@ -273,7 +276,13 @@ impl Publisher {
         reading: &Reading,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<u64, telemetry::spool::SpoolError> {
-        self.shared.spool.append(telemetry::encode(reading), stop).await
+        let meta =
+            RecordMeta { topic: self.topic_of(reading), session: reading.session, ts_ms: reading.ts_ms };
+        // Room for a payload a little larger than the last one, so it is written without growing.
+        let last = self.shared.payload_len.load(Ordering::Relaxed);
+        let payload = crate::encode::encode(reading, last + last / 8);
+        self.shared.payload_len.store(payload.len(), Ordering::Relaxed);
+        self.shared.spool.append_with(payload, Some(meta), stop).await
     }
 
     /// Queues a publish in the client if connected (and, with `generation`, still on that

@@ -24,7 +24,9 @@ pub enum DecodeError {
     Length { want: u16, got: usize },
 }
 
-/// Puts the words of a multi-register value in big-endian (`ABCD`) order.
+/// Puts the words of a multi-register value in big-endian (`ABCD`) order (the decoders use
+/// [`ordered_u64`], which reads them in that order without the copy).
+#[cfg(test)]
 fn normalize(words: &[u16], order: ByteOrder) -> Vec<u16> {
     let mut w: Vec<u16> = words.to_vec();
     if order.swaps_words() {
@@ -51,8 +53,20 @@ fn denormalize(mut words: Vec<u16>, order: ByteOrder) -> Vec<u16> {
     words
 }
 
+#[cfg(test)]
 fn to_u64(words: &[u16]) -> u64 {
     words.iter().fold(0u64, |acc, w| (acc << 16) | *w as u64)
+}
+
+/// `to_u64(&normalize(words, order))`, without the copy.
+fn ordered_u64(words: &[u16], order: ByteOrder) -> u64 {
+    let swap = order.swaps_bytes();
+    let push = |acc: u64, w: &u16| (acc << 16) | if swap { w.swap_bytes() } else { *w } as u64;
+    if order.swaps_words() {
+        words.iter().rev().fold(0, push)
+    } else {
+        words.iter().fold(0, push)
+    }
 }
 
 /// `bits` as `n` big-endian words.
@@ -118,8 +132,7 @@ fn raw(point: &Point, words: &[u16]) -> Result<Raw, DecodeError> {
     if point.data_type == DataType::String {
         return text(words, point.order).map(Raw::Text);
     }
-    let w = normalize(words, point.order);
-    let bits = to_u64(&w);
+    let bits = ordered_u64(words, point.order);
     Ok(match point.data_type {
         DataType::Bool => Raw::Unsigned(bits & 1),
         DataType::U16 | DataType::U32 | DataType::U64 => Raw::Unsigned(bits),
@@ -137,18 +150,49 @@ fn raw(point: &Point, words: &[u16]) -> Result<Raw, DecodeError> {
 }
 
 fn f32_to_f64(f: f32) -> f64 {
-    if f.is_finite() {
-        f.to_string().parse().unwrap_or(f as f64)
-    } else {
-        f as f64
+    if !f.is_finite() {
+        return f as f64;
+    }
+    // The shortest decimal form, written on the stack (an f32 needs at most 48 characters).
+    let mut buf = StackText { bytes: [0; 64], len: 0 };
+    match std::fmt::Write::write_fmt(&mut buf, format_args!("{f}")) {
+        Ok(()) => buf.as_str().parse().unwrap_or(f as f64),
+        Err(_) => f.to_string().parse().unwrap_or(f as f64),
+    }
+}
+
+/// A short text written without allocating.
+struct StackText {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
 /// Decodes one register point (`words` are exactly its registers) into its value and, for
 /// integer points with named bits, one boolean per named bit.
 pub fn decode(point: &Point, words: &[u16]) -> Result<Vec<(String, Value)>, DecodeError> {
-    let raw = raw(point, words)?;
     let mut out = Vec::with_capacity(1 + point.bits.len());
+    decode_each(point, words, |name, value| out.push((name.clone(), value)))?;
+    Ok(out)
+}
+
+/// [`decode`], handing each value (the point's, then its named bits') to `put`.
+fn decode_each(point: &Point, words: &[u16], mut put: impl FnMut(&String, Value)) -> Result<(), DecodeError> {
+    let raw = raw(point, words)?;
     let exact = point.scale == 1.0 && point.offset == 0.0;
     let value = match raw {
         Raw::Text(s) => Value::Text(s),
@@ -159,22 +203,22 @@ pub fn decode(point: &Point, words: &[u16]) -> Result<Vec<(String, Value)>, Deco
         Raw::Float(f) if exact => Value::Float(f),
         Raw::Float(f) => Value::Float(round(f * point.scale + point.offset)),
     };
-    out.push((point.name.clone(), value));
+    put(&point.name, value);
     if !point.bits.is_empty() {
         let u = match raw_bits(point, words) {
             Some(u) => u,
-            None => return Ok(out),
+            None => return Ok(()),
         };
         for (bit, name) in &point.bits {
-            out.push((name.clone(), Value::Bool(u >> bit & 1 == 1)));
+            put(name, Value::Bool(u >> bit & 1 == 1));
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The register value named bits are read from (integer types only).
 fn raw_bits(point: &Point, words: &[u16]) -> Option<u64> {
-    point.data_type.is_integer().then(|| to_u64(&normalize(words, point.order)))
+    point.data_type.is_integer().then(|| ordered_u64(words, point.order))
 }
 
 /// [`decode`], with registers that hold no value of the point's type giving nothing.
@@ -271,8 +315,11 @@ pub fn decode_into(profile: &Profile, request: &ReadRequest, words: &[u16], read
             reading.values.insert(p.name.clone(), Value::Bool(slice[0] != 0));
             continue;
         }
-        match decode(p, slice) {
-            Ok(values) => reading.values.extend(values),
+        let values = &mut reading.values;
+        match decode_each(p, slice, |name, value| {
+            values.insert(name.clone(), value);
+        }) {
+            Ok(()) => {}
             Err(e) => {
                 reading.errors.insert(p.name.clone(), format!("{} {}: {e}", p.table.name(), p.address));
             }

@@ -311,3 +311,37 @@ proptest! {
         prop_assert_eq!(decode(&p, &encode_text(&p, &text)).unwrap()[0].1.clone(), Value::Text(text));
     }
 }
+
+proptest! {
+    /// The decoders read the words in place; the same number as normalizing a copy first.
+    #[test]
+    fn words_are_read_in_order_without_a_copy(words in proptest::collection::vec(any::<u16>(), 1..=4)) {
+        for order in BYTE_ORDERS {
+            prop_assert_eq!(ordered_u64(&words, order), to_u64(&normalize(&words, order)));
+        }
+    }
+
+    /// f32 values go through their shortest decimal form, written on the stack.
+    #[test]
+    fn f32_values_are_their_shortest_decimal(bits in any::<u32>()) {
+        let f = f32::from_bits(bits);
+        let want = if f.is_finite() { f.to_string().parse().unwrap_or(f as f64) } else { f as f64 };
+        let got = f32_to_f64(f);
+        prop_assert!(got == want || (got.is_nan() && want.is_nan()), "{} {} {}", f, got, want);
+    }
+}
+
+#[test]
+fn extreme_f32_values_keep_their_shortest_decimal() {
+    for f in [
+        f32::MIN_POSITIVE,
+        -f32::MIN_POSITIVE,
+        f32::MAX,
+        f32::MIN,
+        f32::from_bits(1),
+        -f32::from_bits(1),
+        0.32,
+    ] {
+        assert_eq!(f32_to_f64(f), f.to_string().parse::<f64>().unwrap(), "{f}");
+    }
+}

@@ -8,17 +8,25 @@
 //! it belongs to an earlier session of the gateway (left in the spool by a crash or a stop).
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use telemetry::spool::Record;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::inflight::Tag;
 use crate::publisher::{Connection, PublishError, Publisher};
+use crate::spool::{SpoolHandle, SpoolRecord};
 
 /// Most records sent and not yet acknowledged (below the client's inflight limit of 100, so
 /// rumqttc never stops taking requests because of ours).
 pub const WINDOW: usize = 64;
+
+/// The broker's acknowledgements are applied to the spool at most this often (each writes the
+/// spool's ledger: a file and a rename), and at once after a quiet spell, before the spool is
+/// read again after a reconnect, and at the stop. Acknowledging later never loses a reading:
+/// at worst a crash sends again what the broker had already acknowledged.
+pub const ACK_EVERY: Duration = Duration::from_millis(100);
 
 /// Whether a reading polled at `ts_ms` in session `sid` is a replay when sent on `conn` by the
 /// gateway session `session`.
@@ -26,19 +34,53 @@ pub fn is_replay(sid: u64, ts_ms: i64, session: u64, conn: &Connection) -> bool 
     sid != session || (conn.after_outage && ts_ms < conn.since_ms)
 }
 
-/// Topic and payload of a record as it goes out on `conn`, and whether it is a replay.
+/// Topic and payload of a record as it goes out on `conn`, and whether it is a replay. A
+/// record the pollers just appended carries its topic, session and poll time: it is decoded
+/// only when it must be marked as a replay. One read from disk is decoded to find them.
 fn prepare(
     publisher: &Publisher,
     conn: &Connection,
-    record: &Record,
-) -> Result<(String, Vec<u8>, bool), String> {
+    record: &SpoolRecord,
+) -> Result<(String, Arc<Vec<u8>>, bool), String> {
+    if let Some(meta) = &record.meta {
+        if !is_replay(meta.session, meta.ts_ms, publisher.session(), conn) {
+            return Ok((meta.topic.clone(), record.payload.clone(), false));
+        }
+    }
     let mut reading = telemetry::decode(&record.payload).map_err(|e| e.to_string())?;
     let topic = publisher.topic_of(&reading);
     if is_replay(reading.session, reading.ts_ms, publisher.session(), conn) {
         reading.replay = true;
-        Ok((topic, telemetry::encode(&reading), true))
+        Ok((topic, Arc::new(telemetry::encode(&reading)), true))
     } else {
         Ok((topic, record.payload.clone(), false))
+    }
+}
+
+/// How far the spool is acknowledged, and when it last was.
+#[derive(Default)]
+struct Acks {
+    applied: u64,
+    at: Option<Instant>,
+}
+
+impl Acks {
+    /// When the acknowledgement through `through` is to be applied, if it is not yet.
+    fn due(&self, through: u64) -> Option<Instant> {
+        (through > self.applied).then(|| self.at.map_or_else(Instant::now, |t| t + ACK_EVERY))
+    }
+
+    /// Acknowledges the spool through `through` if it is due (or `now`).
+    async fn apply(&mut self, spool: &SpoolHandle, through: u64, now: bool) {
+        let Some(due) = self.due(through) else { return };
+        if !now && Instant::now() < due {
+            return;
+        }
+        if let Err(e) = spool.ack_through(through).await {
+            tracing::error!("{e}");
+        }
+        self.applied = through;
+        self.at = Some(Instant::now());
     }
 }
 
@@ -47,15 +89,20 @@ pub async fn send(publisher: Publisher, mut stop: watch::Receiver<bool>) {
     let spool = publisher.spool().clone();
     let mut conn_rx = publisher.connection();
     let mut acked_rx = publisher.acked();
-    let mut applied = 0u64;
+    let mut acks = Acks::default();
     loop {
         let conn = tokio::select! {
-            c = conn_rx.wait_for(|c| c.connected) => match c {
-                Ok(c) => *c,
-                Err(_) => return,
-            },
-            _ = stop.changed() => return,
+            c = conn_rx.wait_for(|c| c.connected) => c.ok().map(|c| *c),
+            _ = stop.changed() => None,
         };
+        let Some(conn) = conn else {
+            let through = *acked_rx.borrow();
+            acks.apply(&spool, through, true).await;
+            return;
+        };
+        // What the broker acknowledged is not read again.
+        let through = *acked_rx.borrow_and_update();
+        acks.apply(&spool, through, true).await;
         spool.rewind().await;
         let waiting = spool.pending();
         if waiting > 0 {
@@ -63,12 +110,7 @@ pub async fn send(publisher: Publisher, mut stop: watch::Receiver<bool>) {
         }
         'connection: loop {
             let through = *acked_rx.borrow_and_update();
-            if through > applied {
-                if let Err(e) = spool.ack_through(through).await {
-                    tracing::error!("{e}");
-                }
-                applied = through;
-            }
+            acks.apply(&spool, through, false).await;
             let now = *conn_rx.borrow_and_update();
             if !now.connected || now.generation != conn.generation {
                 break 'connection;
@@ -98,8 +140,13 @@ pub async fn send(publisher: Publisher, mut stop: watch::Receiver<bool>) {
                 };
                 loop {
                     let tag = Tag::Record(record.id);
-                    match publisher.publish(topic.clone(), false, payload.clone(), tag, Some(conn.generation))
-                    {
+                    match publisher.publish(
+                        topic.clone(),
+                        false,
+                        payload.to_vec(),
+                        tag,
+                        Some(conn.generation),
+                    ) {
                         Ok(()) => {
                             publisher.counters().sent.fetch_add(1, Ordering::Relaxed);
                             if replay {
@@ -119,12 +166,20 @@ pub async fn send(publisher: Publisher, mut stop: watch::Receiver<bool>) {
             if read_some {
                 continue;
             }
+            // An acknowledgement waiting for its time wakes the sender then, not every PUBACK
+            // (unless the window is full: then each one may make room).
+            let ack_due = acks.due(through);
             tokio::select! {
                 _ = spool.appended() => {}
-                _ = acked_rx.changed() => {}
+                _ = acked_rx.changed(), if ack_due.is_none() || room == 0 => {}
+                _ = tokio::time::sleep_until(ack_due.unwrap_or_else(Instant::now)), if ack_due.is_some() => {}
                 _ = conn_rx.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stop.changed() => return,
+                _ = stop.changed() => {
+                    let through = *acked_rx.borrow();
+                    acks.apply(&spool, through, true).await;
+                    return;
+                }
             }
         }
     }

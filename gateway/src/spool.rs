@@ -1,23 +1,33 @@
 //! The gateway's spool: every reading is appended to a crash-safe disk queue
 //! ([`telemetry::spool`]) before it is published, and acknowledged there only once the broker
 //! has acknowledged it. This module holds the `[spool]` config section and [`SpoolHandle`],
-//! the spool shared by the pollers (append, and sync in groups), the sender (read, rewind,
-//! acknowledge) and the keeper task ([`keep`]: the last group's sync, expiry). File work runs
-//! on tokio's blocking pool, never on a task that must stay responsive.
+//! the spool shared by the pollers (append), the sender (read, rewind, acknowledge) and the
+//! keeper task ([`keep`]: the group syncs, expiry).
+//!
+//! An append is one small write to the page cache: it is made on the poller's own task when
+//! the spool is free, and on tokio's blocking pool when another operation holds it (a sync,
+//! an acknowledgement). Syncs, acknowledgements (the ledger's rename), expiry and reads from
+//! disk always run on the blocking pool, never on a task that must stay responsive. The newest
+//! records are also kept in memory ([`crate::recent`]), so the sender reads what was just
+//! appended without file work and knows its topic without decoding it.
 //!
 //! One process per spool folder: a `lock` file holds the owner's pid and is taken over only
 //! when that process is gone (after a crash).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, TryLockError};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use telemetry::spool::{ByteSize, Record, Spool, SpoolConfig, SpoolError, WhenFull};
+use telemetry::spool::{ByteSize, Spool, SpoolConfig, SpoolError, WhenFull};
 use tokio::sync::{watch, Notify};
 
-/// Appended records are synced to disk together at most this long after they were written.
+use crate::recent::Recent;
+pub use crate::recent::{RecordMeta, SpoolRecord};
+
+/// Appended records are synced to disk together ([`keep`]) at most about this long after they
+/// were written.
 pub const SYNC_EVERY: Duration = Duration::from_millis(50);
 /// How often records past `max_age` are looked for.
 const EXPIRE_EVERY: Duration = Duration::from_secs(10);
@@ -158,7 +168,26 @@ struct Inner {
     appended: Notify,
     /// Room was made (acknowledged or expired records; appenders blocked on a full spool wait on it).
     room: Notify,
+    /// The newest records and the sender's position; locked after `spool` when both are.
+    recent: Mutex<Recent>,
     _lock: DirLock,
+}
+
+/// Appends under the spool's lock and keeps the record in memory too.
+fn append_locked(
+    g: &mut Guarded,
+    recent: &Mutex<Recent>,
+    payload: &Arc<Vec<u8>>,
+    meta: &Option<RecordMeta>,
+) -> Result<u64, SpoolError> {
+    let appended = g.spool.append(payload);
+    let mut recent = lock(recent);
+    // Making room (drop_oldest) may have moved the acknowledged prefix.
+    recent.acked(g.spool.acked());
+    let id = appended?;
+    g.unsynced_since.get_or_insert_with(Instant::now);
+    recent.appended(id, payload.clone(), meta.clone());
+    Ok(id)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -176,7 +205,9 @@ impl SpoolHandle {
             .map_err(|why| OpenError::Lock { dir: dir.display().to_string(), why })?;
         let lock = DirLock::take(dir)?;
         let guarded = Guarded { spool: Spool::open(dir, cfg)?, unsynced_since: None };
+        let acked = guarded.spool.acked();
         Ok(SpoolHandle(Arc::new(Inner {
+            recent: Mutex::new(Recent::new(acked, acked + guarded.spool.pending())),
             snapshot: Mutex::new(guarded.counters()),
             spool: Mutex::new(guarded),
             dir: dir.to_path_buf(),
@@ -190,12 +221,15 @@ impl SpoolHandle {
         &self.0.dir
     }
 
-    /// Runs `f` on the spool on tokio's blocking pool.
-    async fn with<T: Send + 'static>(&self, f: impl FnOnce(&mut Guarded) -> T + Send + 'static) -> T {
+    /// Runs `f` on the spool (and its records in memory) on tokio's blocking pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Guarded, &Mutex<Recent>) -> T + Send + 'static,
+    ) -> T {
         let inner = self.0.clone();
         let run = move || {
             let mut g = lock(&inner.spool);
-            let out = f(&mut g);
+            let out = f(&mut g, &inner.recent);
             *lock(&inner.snapshot) = g.counters();
             out
         };
@@ -205,28 +239,49 @@ impl SpoolHandle {
         }
     }
 
-    /// Appends `payload`; records are synced in groups: the append that finds the oldest
-    /// unsynced record [`SYNC_EVERY`] old syncs them all ([`keep`] syncs a group no later
-    /// append comes for). With `when_full = "block"` and the spool full, waits for room until
-    /// `stop` turns true (then gives the full error back).
+    /// Appends `payload` on this task if the spool is free (`None` if it is busy).
+    fn try_append_here(
+        &self,
+        payload: &Arc<Vec<u8>>,
+        meta: &Option<RecordMeta>,
+    ) -> Option<Result<u64, SpoolError>> {
+        let mut g = match self.0.spool.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        let appended = append_locked(&mut g, &self.0.recent, payload, meta);
+        *lock(&self.0.snapshot) = g.counters();
+        Some(appended)
+    }
+
+    /// Appends `payload`. Records are synced in groups by [`keep`], every [`SYNC_EVERY`].
+    /// With `when_full = "block"` and the spool full, waits for room until `stop` turns true
+    /// (then gives the full error back).
     pub async fn append(
         &self,
         payload: Vec<u8>,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<u64, SpoolError> {
+        self.append_with(payload, None, stop).await
+    }
+
+    /// [`SpoolHandle::append`], with what the sender needs to know of the record.
+    pub async fn append_with(
+        &self,
+        payload: Vec<u8>,
+        meta: Option<RecordMeta>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<u64, SpoolError> {
         let payload = Arc::new(payload);
         loop {
-            let p = payload.clone();
-            let appended = self
-                .with(move |g| {
-                    let id = g.spool.append(&p)?;
-                    let since = *g.unsynced_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= SYNC_EVERY {
-                        g.sync()?;
-                    }
-                    Ok(id)
-                })
-                .await;
+            let appended = match self.try_append_here(&payload, &meta) {
+                Some(appended) => appended,
+                None => {
+                    let (p, m) = (payload.clone(), meta.clone());
+                    self.with(move |g, recent| append_locked(g, recent, &p, &m)).await
+                }
+            };
             match appended {
                 Ok(id) => {
                     self.0.appended.notify_one();
@@ -249,27 +304,68 @@ impl SpoolHandle {
         self.0.appended.notified().await
     }
 
-    pub async fn read(&self, max: usize) -> Result<Vec<Record>, SpoolError> {
-        self.with(move |g| g.spool.read(max)).await
+    /// Up to `max` records not yet read since the last rewind, oldest first: from memory when
+    /// they are there, else from disk.
+    pub async fn read(&self, max: usize) -> Result<Vec<SpoolRecord>, SpoolError> {
+        if let Some(records) = lock(&self.0.recent).take(max) {
+            return Ok(records);
+        }
+        self.with(move |g, recent| {
+            // The spool's own position may lag behind records already handed out from memory.
+            let from = lock(recent).cursor();
+            let mut out = Vec::new();
+            while out.is_empty() {
+                let records = g.spool.read(max)?;
+                if records.is_empty() {
+                    break;
+                }
+                out.extend(records.into_iter().filter(|r| r.id >= from).map(|r| SpoolRecord {
+                    id: r.id,
+                    payload: Arc::new(r.payload),
+                    meta: None,
+                }));
+            }
+            if let Some(last) = out.last() {
+                lock(recent).read_through(last.id + 1);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     pub async fn rewind(&self) {
-        self.with(|g| g.spool.rewind()).await
+        self.with(|g, recent| {
+            g.spool.rewind();
+            lock(recent).rewind(g.spool.acked());
+        })
+        .await
     }
 
     pub async fn ack_through(&self, id: u64) -> Result<(), SpoolError> {
-        let result = self.with(move |g| g.spool.ack_through(id)).await;
+        let result = self
+            .with(move |g, recent| {
+                let acked = g.spool.ack_through(id);
+                lock(recent).acked(g.spool.acked());
+                acked
+            })
+            .await;
         self.0.room.notify_waiters();
         result
     }
 
     /// Syncs what was appended since the last sync, if anything.
     pub async fn sync(&self) -> Result<(), SpoolError> {
-        self.with(|g| g.sync()).await
+        self.with(|g, _| g.sync()).await
     }
 
     pub async fn expire(&self) -> Result<u64, SpoolError> {
-        let dropped = self.with(|g| g.spool.expire(SystemTime::now())).await?;
+        let dropped = self
+            .with(|g, recent| {
+                let dropped = g.spool.expire(SystemTime::now());
+                lock(recent).acked(g.spool.acked());
+                dropped
+            })
+            .await?;
         if dropped > 0 {
             self.0.room.notify_waiters();
         }
@@ -287,8 +383,8 @@ impl SpoolHandle {
     }
 }
 
-/// Syncs what no later append synced (within [`SYNC_EVERY`]) and drops expired records,
-/// until `stop` turns true; then syncs once more.
+/// Syncs what was appended since the last sync, every [`SYNC_EVERY`], and drops expired
+/// records, until `stop` turns true; then syncs once more.
 pub async fn keep(spool: SpoolHandle, mut stop: watch::Receiver<bool>) {
     let mut sync = tokio::time::interval(SYNC_EVERY);
     sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

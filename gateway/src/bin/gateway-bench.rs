@@ -45,10 +45,10 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match &args.run_gateway {
-        Some(config) => runtime.block_on(run_gateway(config)),
-        None => runtime.block_on(bench(&args)),
+        // The gateway on the runtime `gateway run` uses.
+        Some(config) => gateway::runtime()?.block_on(run_gateway(config)),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(&args)),
     }
 }
 
