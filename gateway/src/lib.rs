@@ -149,6 +149,29 @@ pub async fn run(cfg: GatewayConfig, shutdown: watch::Receiver<bool>) -> Result<
     Ok(())
 }
 
+/// A flag that turns true on Ctrl-C or SIGTERM; the binaries stop cleanly on it. Call it from
+/// inside a tokio runtime.
+pub fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

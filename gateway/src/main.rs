@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 use gateway::config::{Link, SerialFrame};
 use gateway::sim::{LineFaults, SerialDevice, SimPlan, Simulator};
 use gateway::GatewayConfig;
-use tokio::sync::watch;
 
 /// Edge gateway: polls Modbus devices (elevators, boilers, water meters, charging piles) and
 /// publishes their readings over MQTT at QoS 1.
@@ -145,19 +144,6 @@ struct SimArgs {
     slow_units: Vec<(u8, Duration)>,
 }
 
-fn shutdown_signal() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-        let _ = tx.send(true);
-    });
-    rx
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -168,7 +154,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => {
             let cfg = GatewayConfig::load(&config)?;
-            gateway::runtime()?.block_on(async { gateway::run(cfg, shutdown_signal()).await })?;
+            gateway::runtime()?.block_on(async { gateway::run(cfg, gateway::shutdown_signal()).await })?;
         }
         Command::Plan { config } => {
             let cfg = GatewayConfig::load(&config)?;
@@ -214,7 +200,7 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         }
         println!("simulator serving Modbus RTU on {path} at {} 8N1", args.baud);
         print_devices(&sim);
-        gateway::sim::serve_serial(port, sim, shutdown_signal()).await?;
+        gateway::sim::serve_serial(port, sim, gateway::shutdown_signal()).await?;
         return Ok(());
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -232,11 +218,11 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     if args.rtu_over_tcp {
         println!("simulator listening on {addr} (RTU over TCP)");
         print_devices(&sim);
-        gateway::sim::serve_rtu_over_tcp(listener, sim, shutdown_signal()).await?;
+        gateway::sim::serve_rtu_over_tcp(listener, sim, gateway::shutdown_signal()).await?;
     } else {
         println!("simulator listening on {addr}");
         print_devices(&sim);
-        gateway::sim::serve(listener, sim, shutdown_signal()).await?;
+        gateway::sim::serve(listener, sim, gateway::shutdown_signal()).await?;
     }
     Ok(())
 }

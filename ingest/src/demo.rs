@@ -105,7 +105,9 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sim_task = tokio::spawn(gateway::sim::serve(modbus, sim.clone(), stop_rx.clone()));
+    // The simulated devices stop last, so the gateway's last polls are answered.
+    let (sim_stop, sim_stop_rx) = watch::channel(false);
+    let sim_task = tokio::spawn(gateway::sim::serve(modbus, sim.clone(), sim_stop_rx));
     let (alert_tx, mut alert_rx) = mpsc::unbounded_channel();
     let hooks = Hooks { alerts: Some(alert_tx), ..Hooks::default() };
     let stats = hooks.stats.clone();
@@ -136,6 +138,7 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
     println!("\nstopping");
     let _ = stop_tx.send(true);
     let _ = gateway_task.await;
+    let _ = sim_stop.send(true);
     match ingest_task.await {
         Ok(Err(e)) => eprintln!("ingest: {e}"),
         Err(e) => eprintln!("ingest: {e}"),

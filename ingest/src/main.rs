@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ingest::IngestConfig;
-use tokio::sync::watch;
 
 const DEFAULT_LOG: &str = "info,rumqttd=off";
 
@@ -60,19 +59,6 @@ enum Command {
     },
 }
 
-fn shutdown_signal() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-        let _ = tx.send(true);
-    });
-    rx
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -87,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => {
             let cfg = IngestConfig::load(&config)?;
-            ingest::server::run(cfg, ingest::server::Hooks::default(), shutdown_signal()).await?;
+            ingest::server::run(cfg, ingest::server::Hooks::default(), gateway::shutdown_signal()).await?;
         }
         Command::Demo { run_for, data_dir, broker, elevators, boilers, water_meters, charging_piles } => {
             let opts = ingest::demo::DemoOptions {
@@ -99,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
                 water_meters,
                 charging_piles,
             };
-            ingest::demo::run(opts, shutdown_signal()).await?;
+            ingest::demo::run(opts, gateway::shutdown_signal()).await?;
         }
     }
     Ok(())
