@@ -230,6 +230,15 @@ impl Evaluator {
         }
     }
 
+    /// As [`Evaluator::eval`], without the error: `None` when the condition gives no answer. No
+    /// error text is built unless the interpreter has to answer.
+    pub fn check(&self, condition: &Condition, bindings: &Bindings<'_>) -> Option<bool> {
+        match condition.compiled.as_ref().and_then(|c| c.answer(bindings)) {
+            Some(answer) => answer,
+            None => self.interpret(condition, bindings).ok(),
+        }
+    }
+
     /// The compiled form's answer; `None` when the condition is not compiled or the compiled form
     /// leaves this evaluation to the interpreter.
     pub fn eval_compiled(

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use telemetry::{AlertMessage, Reading, Value};
 
-use super::{attribute_map, message, DeviceState, Engine};
+use super::{attribute_map, message, DeviceState, Engine, FastMap};
 use crate::alert::{step, Alert, AlertState, Transition, Ts};
 use crate::date::Date;
 use crate::inspection::{self, Check, Schedule};
@@ -161,8 +161,8 @@ impl Schedules {
 /// What one tick's pass needs from the engine, borrowed apart from the schedules it changes.
 struct Pass<'e> {
     rules: &'e [Rule],
-    devices: &'e HashMap<String, DeviceState>,
-    attributes: &'e HashMap<String, BTreeMap<String, Value>>,
+    devices: &'e FastMap<String, DeviceState>,
+    attributes: &'e FastMap<String, BTreeMap<String, Value>>,
     today: Date,
     now: Ts,
     offset_ms: i64,

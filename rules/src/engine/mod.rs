@@ -45,6 +45,12 @@ mod snapshot;
 #[cfg(test)]
 mod tests;
 
+/// The engine's maps are looked up several times per reading by short keys (device ids, kinds,
+/// rule indexes), where the standard SipHash costs more than the lookup itself. aHash is much
+/// faster and still keyed at random per process, so device ids sent by gateways cannot be
+/// crafted to collide.
+type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
 /// Counters for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineStats {
@@ -75,7 +81,7 @@ struct DeviceState {
     last_data: Ts,
     /// One series per point of its kind's plan.
     windows: Vec<Series>,
-    alerts: HashMap<AlertKey, Slot>,
+    alerts: FastMap<AlertKey, Slot>,
     /// The latest answer to each `inhibit_when` condition (by its source) and when it came:
     /// true while the device is in maintenance.
     maintenance: BTreeMap<String, (bool, Ts)>,
@@ -84,7 +90,7 @@ struct DeviceState {
 #[derive(Debug, Default)]
 struct GatewayState {
     /// By rule index.
-    alerts: HashMap<usize, Slot>,
+    alerts: FastMap<usize, Slot>,
 }
 
 #[derive(Debug)]
@@ -92,11 +98,11 @@ pub struct Engine {
     rules: RuleSet,
     evaluator: Evaluator,
     /// By equipment kind, made at the kind's first reading.
-    plans: HashMap<String, KindPlan>,
-    devices: HashMap<String, DeviceState>,
-    gateways: HashMap<String, GatewayState>,
+    plans: FastMap<String, KindPlan>,
+    devices: FastMap<String, DeviceState>,
+    gateways: FastMap<String, GatewayState>,
     /// Given with `set_attributes`, over the registry's.
-    attributes: HashMap<String, BTreeMap<String, Value>>,
+    attributes: FastMap<String, BTreeMap<String, Value>>,
     registry: Arc<Registry>,
     schedules: Schedules,
     /// Where due dates fall: the equipment's UTC offset.
@@ -125,7 +131,7 @@ fn attribute_map<'a>(
 /// Steps the alert under `key`, creating it only when its condition holds and forgetting it once
 /// it is inactive again. Returns the transition with the alert's detail.
 fn step_slot<K: Hash + Eq + Copy>(
-    alerts: &mut HashMap<K, Slot>,
+    alerts: &mut FastMap<K, Slot>,
     key: K,
     matched: bool,
     cleared: bool,
@@ -218,10 +224,10 @@ impl Engine {
         let mut engine = Engine {
             rules,
             evaluator: Evaluator::new(),
-            plans: HashMap::new(),
-            devices: HashMap::new(),
-            gateways: HashMap::new(),
-            attributes: HashMap::new(),
+            plans: FastMap::default(),
+            devices: FastMap::default(),
+            gateways: FastMap::default(),
+            attributes: FastMap::default(),
             registry: Arc::default(),
             schedules: Schedules::default(),
             utc_offset_ms: CHINA_UTC_OFFSET_MS,
@@ -311,7 +317,7 @@ impl Engine {
                 // Seen now: with no values ever, it has sent no data since.
                 last_data: ts,
                 windows: vec![Series::default(); plan.windows.len()],
-                alerts: HashMap::new(),
+                alerts: FastMap::default(),
                 maintenance: BTreeMap::new(),
             };
             self.devices.insert(reading.device.clone(), state);
@@ -361,19 +367,22 @@ impl Engine {
             let RuleType::Inspection(rule) = &self.rules.rules[i].rule_type else { continue };
             let Some(signal) = &rule.signal else { continue };
             self.stats.evaluations += 1;
-            let maintained = self.evaluator.eval(signal, &bindings);
-            self.stats.eval_errors += u64::from(maintained.is_err());
-            self.schedules.saw(&reading.device, ts, maintained == Ok(true));
+            let maintained = self.evaluator.check(signal, &bindings);
+            self.stats.eval_errors += u64::from(maintained.is_none());
+            self.schedules.saw(&reading.device, ts, maintained == Some(true));
         }
         for &i in &plan.inhibits {
             let Some(inhibit) = &self.rules.rules[i].lifecycle.inhibit_when else { continue };
             self.stats.evaluations += 1;
-            match self.evaluator.eval(inhibit, &bindings) {
-                Ok(on) => {
-                    device.maintenance.insert(inhibit.source.clone(), (on, ts));
-                }
+            match self.evaluator.check(inhibit, &bindings) {
+                Some(on) => match device.maintenance.get_mut(&inhibit.source) {
+                    Some(latest) => *latest = (on, ts),
+                    None => {
+                        device.maintenance.insert(inhibit.source.clone(), (on, ts));
+                    }
+                },
                 // A reading without the signal: the latest answer stands.
-                Err(_) => self.stats.eval_errors += 1,
+                None => self.stats.eval_errors += 1,
             }
         }
         let maintenance = &device.maintenance;
@@ -395,10 +404,10 @@ impl Engine {
                         .is_some_and(|s| matches!(s.alert.state, AlertState::Firing { .. }));
                     self.stats.evaluations += 1;
                     let observed = match (clear, firing) {
-                        (Some(clear), true) => self.evaluator.eval(clear, &bindings).map(|c| (!c, c)),
-                        _ => self.evaluator.eval(when, &bindings).map(|m| (m, !m)),
+                        (Some(clear), true) => self.evaluator.check(clear, &bindings).map(|c| (!c, c)),
+                        _ => self.evaluator.check(when, &bindings).map(|m| (m, !m)),
                     };
-                    let Ok((matched, cleared)) = observed else {
+                    let Some((matched, cleared)) = observed else {
                         // No answer is not an answer: the alert stays as it is.
                         self.stats.eval_errors += 1;
                         continue;

@@ -11,7 +11,7 @@
 //! The registry, `set_attributes` attributes, the UTC offset and the lifecycle defaults are
 //! configuration, not state: the host sets them again (before or after restoring).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use telemetry::{AlertMessage, AlertStatus};
@@ -19,7 +19,7 @@ use telemetry::{AlertMessage, AlertStatus};
 use super::inspection::{InspectionSnapshot, Schedules};
 use super::lifecycle::{Lifecycle, Silence, Tracked};
 use super::plan::KindPlan;
-use super::{DeviceState, Engine, GatewayState, Slot};
+use super::{DeviceState, Engine, FastMap, GatewayState, Slot};
 use crate::alert::{Alert, Ts};
 use crate::rule_file::{RuleSet, RuleType};
 use crate::window::Series;
@@ -183,7 +183,7 @@ impl Engine {
     fn restore_state(&mut self, snapshot: EngineSnapshot) -> Vec<Tracked> {
         let mut dropped: Vec<(String, String)> = Vec::new();
         self.now = snapshot.now;
-        self.devices = HashMap::new();
+        self.devices = FastMap::default();
         for d in snapshot.devices {
             if !self.plans.contains_key(&d.kind) {
                 self.plans.insert(d.kind.clone(), KindPlan::new(&self.rules.rules, &d.kind));
@@ -199,7 +199,7 @@ impl Engine {
                     series
                 })
                 .collect();
-            let mut alerts = HashMap::new();
+            let mut alerts = FastMap::default();
             for a in d.alerts {
                 let key = self.alert_key(&a.rule).filter(|&(i, _)| {
                     let rule = &self.rules.rules[i];
@@ -224,7 +224,7 @@ impl Engine {
             };
             self.devices.insert(d.id, state);
         }
-        self.gateways = HashMap::new();
+        self.gateways = FastMap::default();
         for g in snapshot.gateways {
             let mut state = GatewayState::default();
             for a in g.alerts {

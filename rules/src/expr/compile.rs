@@ -363,6 +363,17 @@ impl Node {
         }
     }
 
+    /// The condition's answer without the error's text: `Some(None)` for no answer, `None` when
+    /// the interpreter has to give it.
+    #[inline]
+    pub(super) fn answer(&self, b: &Bindings<'_>) -> Option<Option<bool>> {
+        match self.eval(b) {
+            Ok(V::Bool(x)) => Some(Some(x)),
+            Ok(_) | Err(Fail::Undeclared(_) | Fail::NoKey(_)) => Some(None),
+            Err(Fail::Other) => None,
+        }
+    }
+
     /// The condition's answer, or `None` when the interpreter has to give it.
     pub(super) fn run(&self, b: &Bindings<'_>) -> Option<Result<bool, EvalError>> {
         let execution = |e: ExecutionError| Some(Err(EvalError::Execution(e.to_string())));

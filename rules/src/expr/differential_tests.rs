@@ -156,6 +156,7 @@ fn agree(conditions: &[Condition], rounds: usize) -> usize {
                 assert_eq!(got, want, "`{}` round {round} over {reading:?} {attrs:?} {bound:?}", c.source);
             }
             assert_eq!(evaluator.eval(c, &bindings), want, "`{}` round {round}", c.source);
+            assert_eq!(evaluator.check(c, &bindings), want.ok(), "`{}` round {round}", c.source);
         }
     }
     compiled
@@ -216,5 +217,6 @@ fn a_missing_point_gives_no_answer_unless_the_other_side_decides() {
             assert_eq!(got, Err(EvalError::Execution(message)), "{src}");
         }
         assert_eq!(got, e.interpret(&c, &b), "{src}");
+        assert_eq!(e.check(&c, &b), want, "{src}");
     }
 }
