@@ -20,8 +20,6 @@
 //! - [`health`]: retry backoff, quarantine and probing per device. Pure.
 //! - [`narrow`]: bisecting a refused request; a device's plan around its bad points. Pure.
 //! - [`register`]: words and bits to point values (and back, for the simulator). Pure.
-//! - [`encode`]: a reading's JSON payload, as [`telemetry::encode`] writes it, with less
-//!   copying. Pure.
 //! - [`spool`]: the `[spool]` section and the disk queue every reading goes through;
 //!   [`recent`]: its newest records in memory, with each one's topic. Pure.
 //! - [`publisher`]: the MQTT client: the event-loop task, status messages, birth, last will.
@@ -33,7 +31,6 @@
 pub mod bus;
 pub mod config;
 pub mod csv_import;
-pub mod encode;
 pub mod health;
 pub mod inflight;
 pub mod line;

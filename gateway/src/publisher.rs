@@ -280,7 +280,7 @@ impl Publisher {
             RecordMeta { topic: self.topic_of(reading), session: reading.session, ts_ms: reading.ts_ms };
         // Room for a payload a little larger than the last one, so it is written without growing.
         let last = self.shared.payload_len.load(Ordering::Relaxed);
-        let payload = crate::encode::encode(reading, last + last / 8);
+        let payload = telemetry::codec::encode_with_capacity(reading, last + last / 8);
         self.shared.payload_len.store(payload.len(), Ordering::Relaxed);
         self.shared.spool.append_with(payload, Some(meta), stop).await
     }

@@ -44,6 +44,10 @@ impl PayloadError {
     }
 }
 
+fn finite(v: &Value) -> bool {
+    !matches!(v, Value::Float(f) if !f.is_finite())
+}
+
 struct JsonValue<'a>(&'a Value);
 
 impl Serialize for JsonValue<'_> {
@@ -57,12 +61,25 @@ impl Serialize for JsonValue<'_> {
     }
 }
 
+/// The finite values, in key order, written straight from the reading (no copy of the keys:
+/// gateways encode a thousand readings a second).
+struct Values<'a>(&'a BTreeMap<String, Value>);
+
+impl Serialize for Values<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in self.0.iter().filter(|(_, v)| finite(v)) {
+            m.serialize_entry(k.as_str(), &JsonValue(v))?;
+        }
+        m.end()
+    }
+}
+
 struct Wire<'a>(&'a Reading);
 
 impl Serialize for Wire<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.0;
-        let finite = |v: &Value| !matches!(v, Value::Float(f) if !f.is_finite());
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("v", &PAYLOAD_VERSION)?;
         m.serialize_entry("gw", &r.gateway)?;
@@ -71,18 +88,20 @@ impl Serialize for Wire<'_> {
         m.serialize_entry("sid", &r.session)?;
         m.serialize_entry("seq", &r.seq)?;
         m.serialize_entry("ts", &r.ts_ms)?;
-        let values: BTreeMap<&str, JsonValue> =
-            r.values.iter().filter(|(_, v)| finite(v)).map(|(k, v)| (k.as_str(), JsonValue(v))).collect();
-        m.serialize_entry("values", &values)?;
+        m.serialize_entry("values", &Values(&r.values))?;
         // JSON has no NaN or infinity: such a value travels as a point error, not as null.
-        let mut errors: BTreeMap<&str, &str> =
-            r.errors.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        for (k, v) in &r.values {
-            if !finite(v) {
-                errors.entry(k.as_str()).or_insert("not a finite number");
+        if r.values.values().all(finite) {
+            if !r.errors.is_empty() {
+                m.serialize_entry("errors", &r.errors)?;
             }
-        }
-        if !errors.is_empty() {
+        } else {
+            let mut errors: BTreeMap<&str, &str> =
+                r.errors.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            for (k, v) in &r.values {
+                if !finite(v) {
+                    errors.entry(k.as_str()).or_insert("not a finite number");
+                }
+            }
             m.serialize_entry("errors", &errors)?;
         }
         m.serialize_entry("replay", &r.replay)?;
@@ -92,7 +111,15 @@ impl Serialize for Wire<'_> {
 
 /// The v1 JSON payload of `reading`.
 pub fn encode(reading: &Reading) -> Vec<u8> {
-    serde_json::to_vec(&Wire(reading)).expect("a map of strings and numbers always serializes")
+    encode_with_capacity(reading, 0)
+}
+
+/// The same bytes as [`encode`], in a buffer of `capacity` bytes to begin with (the size of the
+/// device's last payload, say), so a hot path does not grow it step by step.
+pub fn encode_with_capacity(reading: &Reading, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut out, &Wire(reading)).expect("a map of strings and numbers always serializes");
+    out
 }
 
 /// Parses and validates a v1 payload. Unknown fields are ignored.
