@@ -28,6 +28,9 @@ pub struct IngestConfig {
     pub registry: RegistryConfig,
     #[serde(default)]
     pub state: StateConfig,
+    /// Users and tokens of the web console; without any, the console is off.
+    #[serde(default)]
+    pub console: crate::console::ConsoleConfig,
 }
 
 fn default_snapshot_every() -> Duration {

@@ -80,6 +80,7 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
         http: HttpConfig::default(),
         registry: RegistryConfig::default(),
         state: StateConfig::default(),
+        console: Default::default(),
     };
 
     println!("special-equipment telemetry demo");

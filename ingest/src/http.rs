@@ -1,5 +1,6 @@
 //! The HTTP side of ingest: `/metrics` (Prometheus text format), `/healthz` (the process
-//! answers), `/readyz` (subscribed to the broker, so messages flow; 503 otherwise).
+//! answers), `/readyz` (subscribed to the broker, so messages flow; 503 otherwise). With a
+//! console configured, all but `/healthz` need a login or a token (`console::api`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,11 +22,11 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         .with_state(metrics)
 }
 
-async fn render(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+pub(crate) async fn render(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render(crate::server::now_ms()))
 }
 
-async fn ready(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+pub(crate) async fn ready(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     if m.subscribed.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n")
     } else {
@@ -33,16 +34,27 @@ async fn ready(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     }
 }
 
-/// Serves until `shutdown` turns true.
+/// With the console: `/healthz` open, everything else behind a login or a token.
+pub fn console_router(console: Arc<crate::console::Console>) -> Router {
+    crate::console::api::router(console).route("/healthz", get(|| async { "ok\n" }))
+}
+
+/// Serves until `shutdown` turns true; the console when one is configured.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
+    console: Option<Arc<crate::console::Console>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let stop = async move {
         let _ = shutdown.wait_for(|s| *s).await;
     };
-    if let Err(e) = axum::serve(listener, router(metrics)).with_graceful_shutdown(stop).await {
+    let app = match console {
+        Some(c) => console_router(c),
+        None => router(metrics),
+    };
+    let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(stop).await {
         tracing::error!("http: {e}");
     }
 }

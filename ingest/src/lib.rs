@@ -11,10 +11,13 @@
 //! - [`line_protocol`]: readings and alerts as InfluxDB line protocol.
 //! - [`sink`]: the InfluxDB v2 write API (influxdb2 crate), or rotated line-protocol files.
 //! - [`metrics`] and [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`console`]: the web console and its JSON API (login, alerts, acknowledgements, silences,
+//!   inspections, overdue rate, status, live events), beside `/metrics`.
 //! - [`broker`] and [`demo`]: `ingest demo`, the whole system in one process.
 
 pub mod broker;
 pub mod config;
+pub mod console;
 pub mod dedup;
 pub mod demo;
 pub mod http;

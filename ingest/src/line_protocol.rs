@@ -145,6 +145,9 @@ mod tests {
             resolved_at: Some(30),
             ts: 30,
             source: None,
+            evidence: Default::default(),
+            acknowledged_by: None,
+            comment: None,
         };
         let mut out = String::new();
         push_alert(&mut out, &a);

@@ -57,6 +57,9 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         charging_piles: usize,
     },
+    /// Read a password on standard input (one line) and print its argon2id hash for a
+    /// `[[console.user]]` entry's `password_hash`.
+    HashPassword,
 }
 
 #[tokio::main]
@@ -86,6 +89,13 @@ async fn main() -> anyhow::Result<()> {
                 charging_piles,
             };
             ingest::demo::run(opts, gateway::shutdown_signal()).await?;
+        }
+        Command::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "no password on standard input");
+            println!("{}", ingest::console::auth::hash_password(password).map_err(anyhow::Error::msg)?);
         }
     }
     Ok(())

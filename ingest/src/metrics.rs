@@ -30,6 +30,10 @@ pub struct Metrics {
     pub rules_reload_failures: AtomicU64,
     /// False while the newest rule files failed to load (the previous rules run on).
     pub rules_reload_ok: AtomicBool,
+    /// When the rules were last (re)loaded, ms since the epoch; and why the last reload failed.
+    pub rules_last_reload_ms: AtomicI64,
+    pub rules_last_error: std::sync::Mutex<Option<String>>,
+    pub console_failed_logins: AtomicU64,
     pub registry_units: AtomicU64,
     pub registry_bad_rows: AtomicU64,
     pub mqtt_connected: AtomicBool,
@@ -128,6 +132,12 @@ impl Metrics {
             "ingest_rules_last_reload_ok",
             "0 while the newest rule files failed to load.",
             reload_ok,
+        );
+        counter(
+            &mut out,
+            "ingest_console_failed_logins_total",
+            "Console logins refused (wrong user or password).",
+            g(&self.console_failed_logins),
         );
         gauge(
             &mut out,

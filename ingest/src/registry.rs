@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use rules::{Diagnostic, Registry};
+use rules::{Date, Diagnostic, Registry};
+
+use crate::console::InspectionRecord;
 
 pub struct RegistryFile {
     path: PathBuf,
@@ -37,6 +39,27 @@ impl RegistryFile {
         self.modified = Some(modified);
         Some(Ok(Registry::parse(&self.path.display().to_string(), &text)))
     }
+}
+
+/// The registry with inspection records applied: a record newer than its unit's
+/// `last_inspection` sets it, and sets `next_inspection` to the record's next due date (none:
+/// the schedule computes it from the new date). Records of units not registered are skipped.
+pub fn with_records(registry: &Registry, records: &[InspectionRecord]) -> Registry {
+    if records.is_empty() {
+        return registry.clone();
+    }
+    let mut units = registry.units().to_vec();
+    let index: std::collections::HashMap<&str, usize> =
+        registry.units().iter().enumerate().map(|(i, u)| (u.device.as_str(), i)).collect();
+    for r in records {
+        let (Some(&i), Some(date)) = (index.get(r.device.as_str()), Date::parse(&r.date)) else { continue };
+        let unit = &mut units[i];
+        if unit.last_inspection.is_none_or(|last| last < date) {
+            unit.last_inspection = Some(date);
+            unit.next_inspection = r.next_due.as_deref().and_then(Date::parse);
+        }
+    }
+    Registry::from_units(units)
 }
 
 #[cfg(test)]
@@ -73,5 +96,36 @@ mod tests {
             file.load_if_changed().unwrap().is_err(),
             "a missing file is an error, not an empty registry"
         );
+    }
+
+    #[test]
+    fn inspection_records_apply_over_older_rows_only() {
+        let text = format!("{HEADER}e1,elevator,1,a,t,x,2010-01-01,2024-01-01,2025-01-01\ne2,elevator,2,b,t,x,2010-01-01,2026-06-01,2027-06-01\n");
+        let (registry, problems) = Registry::parse("r.csv", &text);
+        assert!(problems.is_empty());
+        let record = |device: &str, date: &str, next: Option<&str>| InspectionRecord {
+            device: device.into(),
+            date: date.into(),
+            next_due: next.map(Into::into),
+            result: "pass".into(),
+            inspector: String::new(),
+            report_no: String::new(),
+            comment: String::new(),
+            who: "li".into(),
+            at: 0,
+        };
+        let records = [
+            record("e1", "2026-11-20", Some("2027-11-20")),
+            record("e2", "2026-01-01", None),
+            record("ghost", "2026-01-01", None),
+        ];
+        let updated = with_records(&registry, &records);
+        let e1 = updated.get("e1").unwrap();
+        assert_eq!(e1.last_inspection, Date::parse("2026-11-20"));
+        assert_eq!(e1.next_inspection, Date::parse("2027-11-20"));
+        let e2 = updated.get("e2").unwrap();
+        assert_eq!(e2.last_inspection, Date::parse("2026-06-01"), "the CSV is newer: it stands");
+        assert_eq!(e2.next_inspection, Date::parse("2027-06-01"));
+        assert_eq!(updated.len(), 2, "a record of an unregistered device adds nothing");
     }
 }

@@ -12,6 +12,8 @@ use rules::engine::EngineSnapshot;
 use rusqlite::{params, Connection, OptionalExtension};
 use telemetry::AlertMessage;
 
+use crate::console::store::{self, InspectionRecord};
+
 pub struct StateStore {
     conn: Connection,
 }
@@ -31,6 +33,8 @@ impl StateStore {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // The console's connection writes the audit log beside this one.
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
@@ -38,6 +42,7 @@ impl StateStore {
              CREATE TABLE IF NOT EXISTS published (key TEXT PRIMARY KEY, wal_id INTEGER NOT NULL);",
         )
         .map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::console::store::migrate(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(StateStore { conn })
     }
 
@@ -68,7 +73,23 @@ impl StateStore {
         )
         .map_err(err)?;
         tx.execute("DELETE FROM published WHERE wal_id <= ?1", params![wal_id as i64]).map_err(err)?;
-        tx.commit().map_err(err)
+        tx.commit().map_err(err)?;
+        store::forget_history_before(&self.conn, now_ms - store::HISTORY_KEEP_MS).map(|_| ()).map_err(err)
+    }
+
+    /// Records an inspection (the console's `POST /api/v1/inspections`).
+    pub fn record_inspection(&mut self, record: &InspectionRecord) -> Result<(), String> {
+        store::insert_record(&self.conn, record).map_err(err)
+    }
+
+    /// Every inspection record, oldest first: applied over the registry file at each load.
+    pub fn inspection_records(&self) -> Result<Vec<InspectionRecord>, String> {
+        store::records(&self.conn).map_err(err)
+    }
+
+    /// Keeps one computation of the overdue rate for the console's chart.
+    pub fn save_overdue_rate(&mut self, ts: i64, report: &rules::OverdueReport) -> Result<(), String> {
+        store::insert_rate(&mut self.conn, ts, report).map_err(err)
     }
 
     pub fn was_published(&self, key: &str) -> Result<bool, String> {
@@ -79,9 +100,16 @@ impl StateStore {
             .map_err(err)
     }
 
-    /// Records keys as published by the batch ending at WAL record `wal_id`.
-    pub fn mark_published(&mut self, keys: &[String], wal_id: u64) -> Result<(), String> {
+    /// Records keys as published by the batch ending at WAL record `wal_id`, and the
+    /// transitions (with their towns) in the alert history.
+    pub fn mark_published(
+        &mut self,
+        keys: &[String],
+        history: &[(&AlertMessage, &str)],
+        wal_id: u64,
+    ) -> Result<(), String> {
         let tx = self.conn.transaction().map_err(err)?;
+        store::append_history(&tx, history).map_err(err)?;
         for k in keys {
             tx.execute(
                 "INSERT OR IGNORE INTO published (key, wal_id) VALUES (?1, ?2)",
@@ -105,8 +133,8 @@ mod tests {
         {
             let mut store = StateStore::open(&path).unwrap();
             assert!(store.load().unwrap().is_none());
-            store.mark_published(&["a|b|firing|1".into()], 10).unwrap();
-            store.mark_published(&["a|b|resolved|2".into()], 20).unwrap();
+            store.mark_published(&["a|b|firing|1".into()], &[], 10).unwrap();
+            store.mark_published(&["a|b|resolved|2".into()], &[], 20).unwrap();
             store.save(&engine.snapshot(), 15, 0).unwrap();
         }
         let store = StateStore::open(&path).unwrap();

@@ -95,6 +95,7 @@ fn config(broker: &Mosquitto, tsdb: String, dir: &std::path::Path) -> IngestConf
         http: HttpConfig::default(),
         registry: RegistryConfig::default(),
         state: StateConfig::default(),
+        console: Default::default(),
     }
 }
 

@@ -1,5 +1,7 @@
 //! The JSON of an alert on `alerts/{device}/{rule}` (retained) and `events/alerts`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,4 +48,13 @@ pub struct AlertMessage {
     /// The regulation or document the rule encodes, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The values that made the transition: the points the rule reads, from the reading that
+    /// caused it; the due date and days of an inspection alert.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub evidence: BTreeMap<String, serde_json::Value>,
+    /// Who acknowledged it, on an `acknowledged` transition (and on later reminders, none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }

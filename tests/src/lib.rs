@@ -9,6 +9,8 @@
 //! - [`checks`]: readings and alerts out of recorded messages; what VictoriaMetrics holds.
 
 pub mod checks;
+pub mod console;
+pub mod webdriver;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

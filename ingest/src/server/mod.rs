@@ -9,6 +9,7 @@
 //! WAL only once its reading is written. A crash loses nothing acknowledged: the broker
 //! redelivers what was not, and the WAL replays what was not written.
 
+mod commands;
 mod mqtt;
 mod persist;
 mod writer;
@@ -42,6 +43,8 @@ pub enum RunError {
     Registry(String),
     #[error("alert state: {0}")]
     State(String),
+    #[error("console: {0}")]
+    Console(String),
 }
 
 /// What the embedding program (the demo, tests) can watch.
@@ -93,6 +96,7 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
     tracing::info!("loaded {} rules", engine.rules().len());
     hooks.metrics.rules_loaded.store(engine.rules().len() as u64, std::sync::atomic::Ordering::Relaxed);
     hooks.metrics.rules_reload_ok.store(true, std::sync::atomic::Ordering::Relaxed);
+    hooks.metrics.rules_last_reload_ms.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
     let topics = Topics::new(&cfg.mqtt.topic_prefix);
     let mut pipeline = Pipeline::new(topics.clone(), engine);
     let state = match cfg.state_path() {
@@ -106,12 +110,23 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
         }
         None => None,
     };
+    let records = match &state {
+        Some(s) => s.inspection_records().map_err(RunError::State)?,
+        None => Vec::new(),
+    };
     // The registry is in force before the first message is judged.
     let mut registry_file = cfg.registry.file.as_deref().map(crate::registry::RegistryFile::new);
     if let Some(file) = registry_file.as_mut() {
-        writer::reload(file, &mut pipeline, &hooks.metrics, cfg.registry.reject_unknown_devices)
+        writer::reload(file, &mut pipeline, &hooks.metrics, cfg.registry.reject_unknown_devices, &records)
             .map_err(RunError::Registry)?;
     }
+    let console =
+        crate::console::Console::new(&cfg.console, cfg.state_path().as_deref(), hooks.metrics.clone())
+            .map_err(RunError::Console)?;
+    let (console, console_side) = match console {
+        Some((c, side)) => (Some(c), Some(side)),
+        None => (None, None),
+    };
     let files = LineFiles::new(&cfg.files).map_err(|e| RunError::Sink(e.to_string()))?;
     let sink = match &cfg.tsdb {
         Some(t) => Sink::Tsdb(TsdbWriter::new(t).map_err(RunError::Sink)?),
@@ -135,11 +150,14 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| RunError::Http(format!("{addr}: {e}")))?;
-            tracing::info!(
-                "metrics and health on http://{}",
-                listener.local_addr().map_err(|e| RunError::Http(e.to_string()))?
-            );
-            Some(tokio::spawn(crate::http::serve(listener, hooks.metrics.clone(), shutdown.clone())))
+            let local = listener.local_addr().map_err(|e| RunError::Http(e.to_string()))?;
+            match &console {
+                Some(_) => tracing::info!("console, API and metrics on http://{local}"),
+                None => tracing::warn!(
+                    "metrics and health on http://{local}, open to anyone; the console is off (no [[console.user]] or [[console.token]])"
+                ),
+            }
+            Some(tokio::spawn(crate::http::serve(listener, hooks.metrics.clone(), console, shutdown.clone())))
         }
         None => None,
     };
@@ -187,6 +205,8 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
         client: client.clone(),
         topics,
         hooks: hooks.clone(),
+        console: console_side,
+        records,
     };
     let writer = tokio::spawn(writer.run(pipeline, written, shutdown.clone()));
 

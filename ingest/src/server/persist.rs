@@ -53,9 +53,6 @@ impl Writer {
     /// Saves the engine's state covering the WAL up to `processed`, then acknowledges the WAL
     /// up to there. Without a state store, acknowledges at once.
     pub(super) fn save_state(&mut self, pipeline: &Pipeline) {
-        if self.processed == 0 {
-            return;
-        }
         if let Some(state) = self.state.as_mut() {
             let snapshot = pipeline.engine().snapshot();
             if let Err(e) =
@@ -66,6 +63,9 @@ impl Writer {
                 return;
             }
             self.last_snapshot = Instant::now();
+        }
+        if self.processed == 0 {
+            return;
         }
         let acked = tokio::task::block_in_place(|| match self.wal.lock() {
             Ok(mut w) => w.ack_through(self.processed).map_err(|e| e.to_string()),
@@ -94,6 +94,10 @@ impl Writer {
                 m.rules_loaded.store(n as u64, Ordering::Relaxed);
                 m.rules_reloads.fetch_add(1, Ordering::Relaxed);
                 m.rules_reload_ok.store(true, Ordering::Relaxed);
+                m.rules_last_reload_ms.store(super::now_ms(), Ordering::Relaxed);
+                if let Ok(mut e) = m.rules_last_error.lock() {
+                    *e = None;
+                }
                 tracing::info!(
                     "rules reloaded: {n} rules; {} alerts of removed rules resolved",
                     alerts.len()
@@ -106,15 +110,19 @@ impl Writer {
                     let mut batch =
                         Batch { chunks: vec![(String::new(), lines)], alerts, ..Batch::default() };
                     if self.write(&mut batch, shutdown).await {
-                        self.publish(&mut batch).await;
+                        self.publish(pipeline, &mut batch).await;
                     }
                 }
             }
             Err(e) => {
                 m.rules_reload_failures.fetch_add(1, Ordering::Relaxed);
                 m.rules_reload_ok.store(false, Ordering::Relaxed);
+                if let Ok(mut last) = m.rules_last_error.lock() {
+                    *last = Some(e.to_string());
+                }
                 tracing::error!("rule files not reloaded, the previous rules keep running: {e}");
             }
         }
+        self.push_rules_status();
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::{watch, Notify};
 use super::mqtt::decode_record;
 use super::Hooks;
 use crate::config::IngestConfig;
+use crate::console::{InspectionRecord, WriterSide};
 use crate::metrics::Metrics;
 use crate::pipeline::{Outcome, Pipeline};
 use crate::registry::RegistryFile;
@@ -28,9 +29,11 @@ pub fn reload(
     pipeline: &mut Pipeline,
     metrics: &Metrics,
     reject_unknown: bool,
+    records: &[InspectionRecord],
 ) -> Result<(), String> {
     let Some(loaded) = file.load_if_changed() else { return Ok(()) };
     let (registry, problems) = loaded?;
+    let registry = crate::registry::with_records(&registry, records);
     for p in &problems {
         tracing::warn!("registry: {p} (row skipped)");
     }
@@ -62,6 +65,10 @@ pub struct Writer {
     pub client: AsyncClient,
     pub topics: Topics,
     pub hooks: Hooks,
+    /// The console's commands and live events, when a console is configured.
+    pub console: Option<WriterSide>,
+    /// Inspection records posted to the console, applied over each load of the registry file.
+    pub records: Vec<InspectionRecord>,
 }
 
 /// One batch: line-protocol chunks with the gateway they came from (to dead-letter a point the
@@ -144,22 +151,28 @@ impl Writer {
                     self.save_state(&pipeline);
                     return;
                 }
-                self.publish(&mut batch).await;
+                self.publish(&pipeline, &mut batch).await;
                 self.processed = last_id;
                 if self.state.is_none() || self.last_snapshot.elapsed() >= self.cfg.state.snapshot_every {
                     self.save_state(&pipeline);
                 }
                 self.update_metrics(&pipeline, batch.readings);
                 last_flush = Instant::now();
+                self.serve_waiting(&mut pipeline, &mut shutdown).await;
             }
             if stopping {
                 self.save_state(&pipeline);
                 return;
             }
+            let flush_every = self.cfg.batch.flush_every;
             tokio::select! {
                 _ = written.notified() => {}
-                _ = tokio::time::sleep(self.cfg.batch.flush_every) => {}
+                _ = tokio::time::sleep(flush_every) => {}
                 _ = shutdown.changed() => continue,
+                Some(cmd) = super::commands::next_command(&mut self.console) => {
+                    self.serve(&mut pipeline, cmd, &mut shutdown).await;
+                    continue;
+                }
             }
             // Gather up to flush_every unless a full batch is already waiting.
             let pending = self.wal.lock().map(|w| w.pending()).unwrap_or(0);
@@ -176,14 +189,18 @@ impl Writer {
     /// Reloads the registry file if it changed; a file that cannot be read keeps the old one.
     pub fn reload_registry(&mut self, pipeline: &mut Pipeline) {
         let Some(file) = self.registry.as_mut() else { return };
-        if let Err(e) = reload(file, pipeline, &self.hooks.metrics, self.cfg.registry.reject_unknown_devices)
-        {
+        let reject_unknown = self.cfg.registry.reject_unknown_devices;
+        if let Err(e) = reload(file, pipeline, &self.hooks.metrics, reject_unknown, &self.records) {
             tracing::error!("registry: {e}; keeping the registry loaded before");
         }
     }
 
     /// Writes the overdue-inspection rate by town and kind (measurement `inspection`).
-    async fn write_overdue_rate(&mut self, pipeline: &Pipeline, shutdown: &mut watch::Receiver<bool>) {
+    pub(super) async fn write_overdue_rate(
+        &mut self,
+        pipeline: &Pipeline,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
         let Some(registry) = pipeline.registry() else { return };
         let now = super::now_ms();
         let report = registry.overdue_rate(rules::Date::from_ms(now, CHINA_STANDARD_TIME_MS));
@@ -193,6 +210,11 @@ impl Writer {
             report.total.registered,
             report.total.rate() * 100.0
         );
+        if let Some(state) = self.state.as_mut() {
+            if let Err(e) = tokio::task::block_in_place(|| state.save_overdue_rate(now, &report)) {
+                tracing::error!("alert state: the overdue rate: {e}");
+            }
+        }
         let mut batch =
             Batch { chunks: vec![(String::new(), report.to_line_protocol(now))], ..Batch::default() };
         self.write(&mut batch, shutdown).await;
@@ -207,7 +229,7 @@ impl Writer {
         }
         let mut batch = Batch { chunks: vec![(String::new(), lines)], alerts, ..Batch::default() };
         if self.write(&mut batch, shutdown).await {
-            self.publish(&mut batch).await;
+            self.publish(pipeline, &mut batch).await;
         }
         self.update_metrics(pipeline, 0);
     }
@@ -279,12 +301,13 @@ impl Writer {
         true
     }
 
-    pub(super) async fn publish(&mut self, batch: &mut Batch) {
+    pub(super) async fn publish(&mut self, pipeline: &Pipeline, batch: &mut Batch) {
         for (topic, payload) in batch.dead_letters.drain(..) {
             let _ = self.client.publish(topic, QoS::AtLeastOnce, false, payload).await;
         }
         let events = self.topics.build(&Topic::AlertEvents);
         let mut published = Vec::new();
+        let mut history = Vec::new();
         for alert in batch.alerts.drain(..) {
             let key = crate::state::transition_key(&alert);
             if let Some(state) = &self.state {
@@ -307,12 +330,18 @@ impl Writer {
                 alert.device,
                 alert.summary
             );
-            if let Some(tx) = &self.hooks.alerts {
-                let _ = tx.send(alert);
+            let town = pipeline.registry().and_then(|r| r.get(&alert.device)).map_or("", |u| u.town.as_str());
+            self.push_event(&alert, town);
+            history.push((alert, town));
+        }
+        if let Some(tx) = &self.hooks.alerts {
+            for (alert, _) in &history {
+                let _ = tx.send(alert.clone());
             }
         }
         if let Some(state) = self.state.as_mut() {
-            if let Err(e) = state.mark_published(&published, batch.wal_id) {
+            let history: Vec<(&AlertMessage, &str)> = history.iter().map(|(a, t)| (a, *t)).collect();
+            if let Err(e) = state.mark_published(&published, &history, batch.wal_id) {
                 tracing::error!("alert state: {e}");
             }
         }

@@ -272,6 +272,8 @@ impl Engine {
             m.summary.push_str(&format!(": {comment}"));
         }
         m.summary.push(')');
+        m.acknowledged_by = Some(who.to_string());
+        m.comment = (!comment.is_empty()).then(|| comment.to_string());
         Ok(m)
     }
 

@@ -216,7 +216,39 @@ fn message(
         resolved_at,
         ts,
         source: rule.source.clone(),
+        evidence: evidence(rule, reading, extra),
+        acknowledged_by: None,
+        comment: None,
     }
+}
+
+fn json_value(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Bool(b) => (*b).into(),
+        Value::Int(i) => (*i).into(),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into),
+        Value::Text(t) => t.as_str().into(),
+    }
+}
+
+/// What an alert shows as its evidence: the reading's values of the points the rule reads (its
+/// code point, or its conditions' variables), and the template extras (an inspection alert's
+/// due date and days).
+fn evidence(rule: &Rule, reading: &Reading, extra: &[(&str, &str)]) -> BTreeMap<String, serde_json::Value> {
+    let mut out = BTreeMap::new();
+    let mut add = |point: &str| {
+        if let Some(v) = reading.values.get(point) {
+            out.insert(point.to_string(), json_value(v));
+        }
+    };
+    match &rule.rule_type {
+        RuleType::FaultCode(c) | RuleType::Bits(c) => add(&c.point),
+        _ => rule.conditions().into_iter().flatten().flat_map(|c| c.variables()).for_each(|v| add(v)),
+    }
+    for (name, value) in extra {
+        out.insert(name.to_string(), serde_json::Value::String(value.to_string()));
+    }
+    out
 }
 
 impl Engine {
@@ -260,6 +292,11 @@ impl Engine {
             }
             _ => Some((i, None)),
         }
+    }
+
+    /// Every device seen in telemetry: (device, gateway, kind, time of its newest reading).
+    pub fn devices_seen(&self) -> impl Iterator<Item = (&str, &str, &str, Ts)> {
+        self.devices.iter().map(|(d, s)| (d.as_str(), s.gateway.as_str(), s.kind.as_str(), s.last_seen))
     }
 
     pub fn rules(&self) -> &[Rule] {

@@ -32,7 +32,7 @@ pub mod synthetic;
 #[cfg(test)]
 mod tests;
 
-pub use overdue::{OverdueReport, Tally};
+pub use overdue::{standing, OverdueReport, Standing, Tally};
 
 /// The registry's own columns, in the order [`Registry::to_csv`] writes them.
 pub const COLUMNS: [&str; 9] = [

@@ -1,0 +1,264 @@
+//! What the console shows, computed from the pipeline's state on the writer task: pure
+//! functions of the engine, the registry and the time.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use rules::engine::Ack;
+use rules::registry::Standing;
+use rules::{Date, Unit};
+use serde::Serialize;
+use telemetry::AlertMessage;
+
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+
+/// An active alert with its unit's registry row.
+#[derive(Clone, Debug, Serialize)]
+pub struct ActiveAlert {
+    #[serde(flatten)]
+    pub message: AlertMessage,
+    /// `firing`, or `silenced` when it fired under a silence or one covers it now.
+    pub state: &'static str,
+    pub name: String,
+    pub town: String,
+    pub address: String,
+    pub ack: Option<Ack>,
+    pub silenced: bool,
+    pub flapping: bool,
+}
+
+fn severity_rank(s: &str) -> u8 {
+    match s {
+        "critical" => 0,
+        "major" => 1,
+        "warning" => 2,
+        "minor" => 3,
+        _ => 4,
+    }
+}
+
+/// The active alerts, most severe first, then oldest first.
+pub fn active_alerts(p: &Pipeline, now: i64) -> Vec<ActiveAlert> {
+    let engine = p.engine();
+    let mut out: Vec<ActiveAlert> = engine
+        .active_alerts()
+        .filter(|t| t.deferred.is_none())
+        .map(|t| {
+            let unit = p.registry().and_then(|r| r.get(&t.message.device));
+            let silenced = !t.notified || engine.is_silenced(&t.message, now);
+            let mut message = t.message.clone();
+            message.status =
+                if silenced { telemetry::AlertStatus::Silenced } else { telemetry::AlertStatus::Firing };
+            ActiveAlert {
+                message,
+                state: if silenced { "silenced" } else { "firing" },
+                name: unit.map_or_else(String::new, |u| u.name.clone()),
+                town: unit.map_or_else(String::new, |u| u.town.clone()),
+                address: unit.map_or_else(String::new, |u| u.address.clone()),
+                ack: t.ack.clone(),
+                silenced,
+                flapping: t.flapping,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (
+            severity_rank(&a.message.severity),
+            a.message.fired_at.unwrap_or(a.message.active_at),
+            &a.message.rule,
+        )
+            .cmp(&(
+                severity_rank(&b.message.severity),
+                b.message.fired_at.unwrap_or(b.message.active_at),
+                &b.message.rule,
+            ))
+    });
+    out
+}
+
+/// A unit due soon or overdue.
+#[derive(Clone, Debug, Serialize)]
+pub struct DueUnit {
+    pub device: String,
+    pub kind: String,
+    pub name: String,
+    pub town: String,
+    pub address: String,
+    pub registration_code: String,
+    pub last_inspection: Option<String>,
+    pub due: String,
+    /// Days until due; negative when overdue.
+    pub days: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Inspections {
+    pub today: String,
+    pub overdue: Vec<DueUnit>,
+    pub due_soon: Vec<DueUnit>,
+    pub overdue_total: usize,
+    pub due_soon_total: usize,
+}
+
+/// At most this many units per list; the totals say how many there are.
+pub const LIST_LIMIT: usize = 1_000;
+
+fn due_unit(u: &Unit, due: Date, today: Date) -> DueUnit {
+    DueUnit {
+        device: u.device.clone(),
+        kind: u.kind.clone(),
+        name: u.name.clone(),
+        town: u.town.clone(),
+        address: u.address.clone(),
+        registration_code: u.registration_code.clone(),
+        last_inspection: u.last_inspection.map(|d| d.to_string()),
+        due: due.to_string(),
+        days: due.days_since(today),
+    }
+}
+
+/// Units overdue, and those due within `within_days`, soonest first.
+pub fn inspections(p: &Pipeline, today: Date, within_days: i64) -> Inspections {
+    let mut overdue = Vec::new();
+    let mut due_soon = Vec::new();
+    for u in p.registry().map(|r| r.units()).unwrap_or_default() {
+        match rules::registry::standing(u, today) {
+            Standing::Overdue(due) => overdue.push((due, u)),
+            Standing::InOrder(due) if due.days_since(today) <= within_days => due_soon.push((due, u)),
+            _ => {}
+        }
+    }
+    let (overdue_total, due_soon_total) = (overdue.len(), due_soon.len());
+    let list = |mut v: Vec<(Date, &Unit)>| {
+        v.sort_by(|a, b| (a.0, &a.1.device).cmp(&(b.0, &b.1.device)));
+        v.into_iter().take(LIST_LIMIT).map(|(due, u)| due_unit(u, due, today)).collect()
+    };
+    Inspections {
+        today: today.to_string(),
+        overdue: list(overdue),
+        due_soon: list(due_soon),
+        overdue_total,
+        due_soon_total,
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Rate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub town: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub registered: u64,
+    pub overdue: u64,
+    pub rate: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OverdueRate {
+    pub today: String,
+    pub total: Rate,
+    pub by_town: Vec<Rate>,
+    pub by_kind: Vec<Rate>,
+}
+
+pub fn overdue_rate(p: &Pipeline, today: Date) -> Option<OverdueRate> {
+    let report = p.registry()?.overdue_rate(today);
+    let rate = |town: Option<&String>, kind: Option<&String>, t: &rules::registry::Tally| Rate {
+        town: town.cloned(),
+        kind: kind.cloned(),
+        registered: t.registered,
+        overdue: t.overdue,
+        rate: t.rate(),
+    };
+    Some(OverdueRate {
+        today: today.to_string(),
+        total: rate(None, None, &report.total),
+        by_town: report.by_town.iter().map(|(town, t)| rate(Some(town), None, t)).collect(),
+        by_kind: report.by_kind.iter().map(|(kind, t)| rate(None, Some(kind), t)).collect(),
+    })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GatewayStatus {
+    pub gateway: String,
+    pub online: bool,
+    pub last_seen: i64,
+    pub devices: usize,
+    pub devices_online: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DeviceStatus {
+    pub device: String,
+    pub gateway: String,
+    pub kind: String,
+    pub online: bool,
+    pub last_seen: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RulesStatus {
+    pub loaded: u64,
+    pub ok: bool,
+    pub reloads: u64,
+    pub failures: u64,
+    pub last_reload_at: Option<i64>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    pub gateways: Vec<GatewayStatus>,
+    /// Offline devices first, then by name; at most [`LIST_LIMIT`].
+    pub devices: Vec<DeviceStatus>,
+    pub devices_total: usize,
+    pub rules: RulesStatus,
+    pub wal: BTreeMap<&'static str, u64>,
+}
+
+pub fn rules_status(m: &Metrics) -> RulesStatus {
+    let last = m.rules_last_reload_ms.load(Ordering::Relaxed);
+    RulesStatus {
+        loaded: m.rules_loaded.load(Ordering::Relaxed),
+        ok: m.rules_reload_ok.load(Ordering::Relaxed),
+        reloads: m.rules_reloads.load(Ordering::Relaxed),
+        failures: m.rules_reload_failures.load(Ordering::Relaxed),
+        last_reload_at: (last > 0).then_some(last),
+        error: m.rules_last_error.lock().ok().and_then(|e| e.clone()),
+    }
+}
+
+pub fn status(p: &Pipeline, m: &Metrics, now: i64, offline_after_ms: i64) -> Status {
+    let mut gateways: BTreeMap<&str, GatewayStatus> = BTreeMap::new();
+    let mut devices = Vec::new();
+    for (device, gateway, kind, last_seen) in p.engine().devices_seen() {
+        let online = now.saturating_sub(last_seen) < offline_after_ms;
+        let g = gateways.entry(gateway).or_insert_with(|| GatewayStatus {
+            gateway: gateway.to_string(),
+            online: false,
+            last_seen: i64::MIN,
+            devices: 0,
+            devices_online: 0,
+        });
+        g.devices += 1;
+        g.devices_online += usize::from(online);
+        g.online |= online;
+        g.last_seen = g.last_seen.max(last_seen);
+        devices.push(DeviceStatus {
+            device: device.to_string(),
+            gateway: gateway.to_string(),
+            kind: kind.to_string(),
+            online,
+            last_seen,
+        });
+    }
+    let devices_total = devices.len();
+    devices.sort_by(|a, b| (a.online, &a.device).cmp(&(b.online, &b.device)));
+    devices.truncate(LIST_LIMIT);
+    let wal = BTreeMap::from([
+        ("pending", m.wal_pending.load(Ordering::Relaxed)),
+        ("bytes", m.wal_bytes.load(Ordering::Relaxed)),
+    ]);
+    Status { gateways: gateways.into_values().collect(), devices, devices_total, rules: rules_status(m), wal }
+}
