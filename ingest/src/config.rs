@@ -31,6 +31,9 @@ pub struct IngestConfig {
     /// Users and tokens of the web console; without any, the console is off.
     #[serde(default)]
     pub console: crate::console::ConsoleConfig,
+    /// Alert notifications (webhooks, robots, e-mail); without receivers, none are sent.
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
 }
 
 fn default_snapshot_every() -> Duration {
@@ -329,6 +332,14 @@ impl IngestConfig {
         self.state
             .enabled
             .then(|| self.state.path.clone().unwrap_or_else(|| self.wal.dir.join("state.sqlite")))
+    }
+
+    /// The notification outbox: beside the alert state, since the two go together.
+    pub fn outbox_path(&self) -> PathBuf {
+        match self.state_path() {
+            Some(state) => state.with_file_name("outbox.sqlite"),
+            None => self.wal.dir.join("outbox.sqlite"),
+        }
     }
 
     /// The subscription filters for the owned partitions.

@@ -81,6 +81,7 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
         registry: RegistryConfig::default(),
         state: StateConfig::default(),
         console: Default::default(),
+        notify: Default::default(),
     };
 
     println!("special-equipment telemetry demo");

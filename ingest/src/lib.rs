@@ -10,6 +10,8 @@
 //! - [`state`]: the rules engine's state in SQLite, so alerts survive a restart.
 //! - [`line_protocol`]: readings and alerts as InfluxDB line protocol.
 //! - [`sink`]: the InfluxDB v2 write API (influxdb2 crate), or rotated line-protocol files.
+//! - [`notify`]: alert notifications (webhooks, WeCom, DingTalk, Feishu, e-mail), grouped and
+//!   delivered once through a durable outbox.
 //! - [`metrics`] and [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`console`]: the web console and its JSON API (login, alerts, acknowledgements, silences,
 //!   inspections, overdue rate, status, live events), beside `/metrics`.
@@ -23,6 +25,7 @@ pub mod demo;
 pub mod http;
 pub mod line_protocol;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod registry;
 pub mod server;

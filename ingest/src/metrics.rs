@@ -34,6 +34,7 @@ pub struct Metrics {
     pub rules_last_reload_ms: AtomicI64,
     pub rules_last_error: std::sync::Mutex<Option<String>>,
     pub console_failed_logins: AtomicU64,
+    pub notify: std::sync::Arc<crate::notify::NotifyMetrics>,
     pub registry_units: AtomicU64,
     pub registry_bad_rows: AtomicU64,
     pub mqtt_connected: AtomicBool,
@@ -139,6 +140,7 @@ impl Metrics {
             "Console logins refused (wrong user or password).",
             g(&self.console_failed_logins),
         );
+        self.notify.render(&mut out);
         gauge(
             &mut out,
             "ingest_registry_units",

@@ -96,6 +96,7 @@ fn config(broker: &Mosquitto, tsdb: String, dir: &std::path::Path) -> IngestConf
         registry: RegistryConfig::default(),
         state: StateConfig::default(),
         console: Default::default(),
+        notify: Default::default(),
     }
 }
 

@@ -45,6 +45,8 @@ pub enum RunError {
     State(String),
     #[error("console: {0}")]
     Console(String),
+    #[error("{0}")]
+    Notify(String),
 }
 
 /// What the embedding program (the demo, tests) can watch.
@@ -123,6 +125,11 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
     let console =
         crate::console::Console::new(&cfg.console, cfg.state_path().as_deref(), hooks.metrics.clone())
             .map_err(RunError::Console)?;
+    let notifier =
+        crate::notify::Notifier::open(&cfg.notify, &cfg.outbox_path(), hooks.metrics.notify.clone())
+            .map_err(RunError::Notify)?;
+    let notify = notifier.handle();
+    let notifier = tokio::spawn(notifier.run(shutdown.clone()));
     let (console, console_side) = match console {
         Some((c, side)) => (Some(c), Some(side)),
         None => (None, None),
@@ -207,6 +214,7 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
         hooks: hooks.clone(),
         console: console_side,
         records,
+        notify,
     };
     let writer = tokio::spawn(writer.run(pipeline, written, shutdown.clone()));
 
@@ -214,6 +222,7 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
     let _ = writer.await;
     let _ = driver_stop.send(true);
     let _ = driver.await;
+    let _ = notifier.await;
     if let Some(h) = http {
         let _ = h.await;
     }

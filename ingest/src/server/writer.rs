@@ -69,6 +69,8 @@ pub struct Writer {
     pub console: Option<WriterSide>,
     /// Inspection records posted to the console, applied over each load of the registry file.
     pub records: Vec<InspectionRecord>,
+    /// Alert notifications to people, through their durable outbox.
+    pub notify: crate::notify::NotifyHandle,
 }
 
 /// One batch: line-protocol chunks with the gateway they came from (to dead-letter a point the
@@ -306,6 +308,12 @@ impl Writer {
             let _ = self.client.publish(topic, QoS::AtLeastOnce, false, payload).await;
         }
         let events = self.topics.build(&Topic::AlertEvents);
+        // Before the published filter below: a transition published just before a crash may
+        // not have reached the outbox, and the outbox itself drops the ones it has.
+        let town_of = |device: &str| pipeline.registry().and_then(|r| r.get(device)).map(|u| u.town.clone());
+        if let Err(e) = self.notify.enqueue(&batch.alerts, &town_of) {
+            tracing::error!("notify: {e}; these alerts reach MQTT and the TSDB, not the receivers");
+        }
         let mut published = Vec::new();
         let mut history = Vec::new();
         for alert in batch.alerts.drain(..) {
