@@ -1,6 +1,7 @@
 //! `ingest demo`: the whole chain in one process on embedded defaults: an embedded broker,
 //! simulated devices of all four kinds, a gateway polling them, ingest with the default rule
-//! pack, readings to rotated line-protocol files.
+//! pack, readings to rotated line-protocol files, and the web console with a registry of a
+//! small synthetic town beside the simulated units.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway::sim::{SimPlan, Simulator};
-use telemetry::{AlertMessage, AlertStatus};
+use telemetry::AlertMessage;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{
@@ -25,13 +26,38 @@ pub struct DemoOptions {
     pub boilers: usize,
     pub water_meters: usize,
     pub charging_piles: usize,
+    /// Where the console listens; a free port is used when this one is taken.
+    pub console: SocketAddr,
+}
+
+/// The registry of the demo: a small synthetic town (a few units overdue), and the simulated
+/// units, registered and in date.
+fn demo_registry(sim: &Simulator, now_ms: i64) -> rules::Registry {
+    let today = rules::Date::from_ms(now_ms, rules::date::CHINA_UTC_OFFSET_MS);
+    let town = rules::registry::synthetic::generate(&rules::registry::synthetic::Options {
+        units: 500,
+        overdue: 3,
+        today,
+        seed: 2023,
+    });
+    let simulated = sim.devices().map(|d| {
+        let mut u = rules::Unit::new(&d.id, &d.profile.kind);
+        u.name = format!("演示 {} {}", d.profile.kind, d.index + 1);
+        u.town = "东城街道".into();
+        u.address = format!("演示路 {} 号", d.unit);
+        u.commissioned = Some(rules::Date::from_days(today.days() - 3 * 365));
+        u.last_inspection = Some(rules::Date::from_days(today.days() - 200));
+        u.next_inspection = Some(rules::Date::from_days(today.days() + 165));
+        u
+    });
+    rules::Registry::from_units(town.units().iter().cloned().chain(simulated))
 }
 
 fn line(alert: &AlertMessage) -> String {
     let t = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + Duration::from_millis(alert.ts.max(0) as u64),
     );
-    let mark = if alert.status == AlertStatus::Firing { "FIRING  " } else { "RESOLVED" };
+    let mark = format!("{:<8}", alert.status.as_str().to_uppercase());
     format!("{t}  {mark} [{}] {} {}: {}", alert.severity, alert.rule, alert.device, alert.summary)
 }
 
@@ -62,6 +88,19 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
     std::fs::write(opts.data_dir.join("gateway.toml"), &gateway_toml)?;
     let gateway_cfg = gateway::GatewayConfig::from_toml(&gateway_toml)?;
 
+    let registry_path = opts.data_dir.join("registry.csv");
+    std::fs::write(&registry_path, demo_registry(&sim, gateway::bus::now_ms()).to_csv())?;
+    let console_addr = crate::broker::pick_port(opts.console)?;
+    let password = crate::console::auth::random_token()[..12].to_string();
+    let console = crate::console::ConsoleConfig {
+        users: vec![crate::console::UserConfig {
+            name: "admin".into(),
+            role: crate::console::Role::Admin,
+            password_hash: crate::console::auth::hash_password(&password).map_err(anyhow::Error::msg)?,
+        }],
+        ..Default::default()
+    };
+
     let ingest_cfg = IngestConfig {
         mqtt: MqttConfig {
             url: mqtt_url.clone(),
@@ -77,10 +116,15 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
         files: FilesConfig { dir: opts.data_dir.clone(), ..FilesConfig::default() },
         batch: BatchConfig::default(),
         wal: WalConfig { dir: opts.data_dir.join("wal"), ..WalConfig::default() },
-        http: HttpConfig::default(),
-        registry: RegistryConfig::default(),
+        http: HttpConfig { listen: Some(console_addr) },
+        registry: RegistryConfig {
+            file: Some(registry_path.clone()),
+            reject_unknown_devices: false,
+            overdue_rate_every: Duration::from_secs(60),
+            ..RegistryConfig::default()
+        },
         state: StateConfig::default(),
-        console: Default::default(),
+        console,
         notify: Default::default(),
     };
 
@@ -96,6 +140,8 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
         rules::default_pack().map_or(0, |s| s.rules.len())
     );
     println!("  readings (line protocol) {}", opts.data_dir.join("readings-*.lp").display());
+    println!("  registry                 {}", registry_path.display());
+    println!("  console                  http://{console_addr}/  user admin, password {password}");
     println!(
         "  watch it: mosquitto_sub -h {} -p {} -t 'events/alerts' -t 'telemetry/#' -v",
         broker.ip(),
@@ -129,7 +175,10 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
         tokio::select! {
             _ = &mut until => break,
             _ = shutdown.changed() => break,
-            Some(alert) = alert_rx.recv() => println!("{}", line(&alert)),
+            // Due dates of the synthetic town's units are for the console, not this log.
+            Some(alert) = alert_rx.recv() => if alert.gateway != rules::engine::REGISTRY_GATEWAY {
+                println!("{}", line(&alert))
+            },
             _ = summary.tick() => {
                 let s = stats.lock().map(|s| s.clone()).unwrap_or_default();
                 let kinds: Vec<String> = s.readings_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
@@ -148,7 +197,9 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
     }
     let _ = sim_task.await;
     while let Ok(alert) = alert_rx.try_recv() {
-        println!("{}", line(&alert));
+        if alert.gateway != rules::engine::REGISTRY_GATEWAY {
+            println!("{}", line(&alert));
+        }
     }
     let s = stats.lock().map(|s| s.clone()).unwrap_or_default();
     println!(

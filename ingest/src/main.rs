@@ -56,6 +56,9 @@ enum Command {
         /// Number of simulated DC charging piles.
         #[arg(long, default_value_t = 1)]
         charging_piles: usize,
+        /// Where the web console listens; a free port is used when this one is taken.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        console: SocketAddr,
     },
     /// Read a password on standard input (one line) and print its argon2id hash for a
     /// `[[console.user]]` entry's `password_hash`.
@@ -78,7 +81,16 @@ async fn main() -> anyhow::Result<()> {
             let cfg = IngestConfig::load(&config)?;
             ingest::server::run(cfg, ingest::server::Hooks::default(), gateway::shutdown_signal()).await?;
         }
-        Command::Demo { run_for, data_dir, broker, elevators, boilers, water_meters, charging_piles } => {
+        Command::Demo {
+            run_for,
+            data_dir,
+            broker,
+            elevators,
+            boilers,
+            water_meters,
+            charging_piles,
+            console,
+        } => {
             let opts = ingest::demo::DemoOptions {
                 data_dir,
                 run_for,
@@ -87,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
                 boilers,
                 water_meters,
                 charging_piles,
+                console,
             };
             ingest::demo::run(opts, gateway::shutdown_signal()).await?;
         }
