@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use system_tests::checks::alerts;
 use system_tests::console::{users_config, ConsoleClient};
-use system_tests::{free_port, kill_9, now_ms, publish, start_ingest, wait_for, Mosquitto, Recorder};
+use system_tests::{
+    free_port, kill_9, now_ms, publish, start_ingest, wait_for, Mosquitto, Recorder, Victoria,
+};
 use telemetry::{AlertMessage, AlertStatus, Reading};
 
 const TOWN: &str = "东城街道";
@@ -273,4 +275,59 @@ fn live_events_reach_a_logged_in_browser() {
     });
     assert_eq!(alert["status"], "firing");
     assert_eq!(alert["town"], TOWN);
+}
+
+#[test]
+fn the_console_answers_while_the_tsdb_is_away() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let broker = Mosquitto::start(d);
+    let mut vm = Victoria::start(d);
+    let port = free_port();
+    let config = format!(
+        "[mqtt]\nurl = \"{}\"\nclient_id = \"ingest-console-tsdb\"\n\n[tsdb]\nurl = \"{}\"\nbucket = \"t\"\ntimeout = \"2s\"\n\n\
+         [wal]\ndir = \"{}\"\n\n[batch]\nflush_every = \"50ms\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n{}",
+        broker.url(),
+        vm.url(),
+        d.join("wal").display(),
+        users_config(&[("li", "operator", "pw-li")]),
+    );
+    let ingest = start_ingest(d, "ingest", &config);
+    let li = logged_in(&format!("http://127.0.0.1:{port}"), "li", "pw-li");
+    let t0 = now_ms() - 60_000;
+    publish(
+        broker.port,
+        "gw-console-c",
+        &(0..5).map(|i| boiler(i, t0 + i as i64 * 1000, 1.40)).collect::<Vec<_>>(),
+    );
+    wait_for(Duration::from_secs(20), "the alert", || {
+        active(&li.get("/api/v1/alerts").body, "boiler.over_pressure").map(|_| ())
+    });
+
+    vm.proc.terminate();
+    publish(
+        broker.port,
+        "gw-console-c",
+        &(5..10).map(|i| boiler(i, t0 + i as i64 * 1000, 1.40)).collect::<Vec<_>>(),
+    );
+    wait_for(Duration::from_secs(20), "ingest to find the TSDB gone", || {
+        ingest.output().contains("TSDB unavailable").then_some(())
+    });
+    // Reads are answered while the writer waits for the TSDB.
+    let status = li.get("/api/v1/status");
+    assert_eq!(status.status, 200, "{status:?}");
+    assert!(status.body["wal"]["pending"].as_u64().unwrap_or(0) > 0, "readings wait in the WAL: {status:?}");
+    assert!(active(&li.get("/api/v1/alerts").body, "boiler.over_pressure").is_some());
+    // A change waits for the write and is refused when it cannot be made in time; it is not
+    // made later behind the caller's back.
+    let ack =
+        json!({ "rule": "boiler.over_pressure", "device": "boiler-c1", "comment": "during the outage" });
+    assert_eq!(li.post("/api/v1/alerts/ack", ack.clone()).status, 503);
+    vm.restart();
+    wait_for(Duration::from_secs(30), "the WAL to drain", || {
+        (li.get("/api/v1/status").body["wal"]["pending"] == 0).then_some(())
+    });
+    let alert = active(&li.get("/api/v1/alerts").body, "boiler.over_pressure").cloned().expect("active");
+    assert!(alert["ack"].is_null(), "the refused acknowledgement was not made later: {alert}");
+    assert_eq!(li.post("/api/v1/alerts/ack", ack).status, 200);
 }

@@ -20,14 +20,27 @@ pub(super) async fn next_command(side: &mut Option<WriterSide>) -> Option<Comman
 }
 
 impl Writer {
-    /// Serves the commands already waiting.
+    /// Serves the commands held back during a write, then those waiting.
     pub(super) async fn serve_waiting(
         &mut self,
         pipeline: &mut Pipeline,
         shutdown: &mut watch::Receiver<bool>,
     ) {
+        while let Some(cmd) = self.held.pop_front() {
+            self.serve(pipeline, cmd, shutdown).await;
+        }
         while let Some(cmd) = self.console.as_mut().and_then(|s| s.commands.try_recv().ok()) {
             self.serve(pipeline, cmd, shutdown).await;
+        }
+    }
+
+    /// While a write waits for the TSDB: reads are answered at once; changes wait for the write
+    /// to finish (and are dropped if their caller stopped waiting, so a change the API
+    /// reported as failed is never made later).
+    pub(super) fn serve_during_write(&mut self, pipeline: &Pipeline, cmd: Command) {
+        match cmd {
+            Command::Read(read) => read(pipeline),
+            other => self.held.push_back(other),
         }
     }
 
@@ -39,6 +52,8 @@ impl Writer {
     ) {
         match cmd {
             Command::Read(read) => read(pipeline),
+            Command::Change(_, reply) if reply.is_closed() => {}
+            Command::RecordInspection(_, reply) if reply.is_closed() => {}
             Command::Change(change, reply) => {
                 let result = change(pipeline, super::now_ms());
                 if let Ok(alerts) = &result {
@@ -69,7 +84,7 @@ impl Writer {
             crate::line_protocol::push_alert(&mut lines, a);
         }
         let mut batch = Batch { chunks: vec![(String::new(), lines)], alerts, ..Batch::default() };
-        if self.write(&mut batch, shutdown).await {
+        if self.write(pipeline, &mut batch, shutdown).await {
             self.publish(pipeline, &mut batch).await;
         }
         self.update_metrics(pipeline, 0);

@@ -214,6 +214,7 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
         hooks: hooks.clone(),
         console: console_side,
         records,
+        held: Default::default(),
         notify,
     };
     let writer = tokio::spawn(writer.run(pipeline, written, shutdown.clone()));

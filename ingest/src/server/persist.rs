@@ -109,7 +109,7 @@ impl Writer {
                     }
                     let mut batch =
                         Batch { chunks: vec![(String::new(), lines)], alerts, ..Batch::default() };
-                    if self.write(&mut batch, shutdown).await {
+                    if self.write(pipeline, &mut batch, shutdown).await {
                         self.publish(pipeline, &mut batch).await;
                     }
                 }

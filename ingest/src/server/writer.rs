@@ -69,6 +69,8 @@ pub struct Writer {
     pub console: Option<WriterSide>,
     /// Inspection records posted to the console, applied over each load of the registry file.
     pub records: Vec<InspectionRecord>,
+    /// Console changes that came while a write was waiting for the TSDB.
+    pub held: std::collections::VecDeque<crate::console::Command>,
     /// Alert notifications to people, through their durable outbox.
     pub notify: crate::notify::NotifyHandle,
 }
@@ -145,7 +147,7 @@ impl Writer {
                         Outcome::Duplicate => {}
                     }
                 }
-                if !self.write(&mut batch, &mut shutdown).await {
+                if !self.write(&pipeline, &mut batch, &mut shutdown).await {
                     // Stopping while the TSDB is away: the records stay in the WAL for next time.
                     if let Ok(mut w) = self.wal.lock() {
                         w.rewind();
@@ -166,6 +168,7 @@ impl Writer {
                 self.save_state(&pipeline);
                 return;
             }
+            self.serve_waiting(&mut pipeline, &mut shutdown).await;
             let flush_every = self.cfg.batch.flush_every;
             tokio::select! {
                 _ = written.notified() => {}
@@ -219,7 +222,7 @@ impl Writer {
         }
         let mut batch =
             Batch { chunks: vec![(String::new(), report.to_line_protocol(now))], ..Batch::default() };
-        self.write(&mut batch, shutdown).await;
+        self.write(pipeline, &mut batch, shutdown).await;
     }
 
     /// Runs the no-data rules on the wall clock; their alerts are written and published like
@@ -230,7 +233,7 @@ impl Writer {
             return;
         }
         let mut batch = Batch { chunks: vec![(String::new(), lines)], alerts, ..Batch::default() };
-        if self.write(&mut batch, shutdown).await {
+        if self.write(pipeline, &mut batch, shutdown).await {
             self.publish(pipeline, &mut batch).await;
         }
         self.update_metrics(pipeline, 0);
@@ -239,7 +242,12 @@ impl Writer {
     /// Writes every chunk until durable. A batch the server refuses is halved until the refused
     /// chunk is alone; it is kept in `rejected.lp` and dead-lettered, the rest lands. Returns
     /// false only when stopping with the server unavailable.
-    pub(super) async fn write(&mut self, batch: &mut Batch, shutdown: &mut watch::Receiver<bool>) -> bool {
+    pub(super) async fn write(
+        &mut self,
+        pipeline: &Pipeline,
+        batch: &mut Batch,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
         let mut todo: Vec<std::ops::Range<usize>> = Vec::new();
         todo.push(0..batch.chunks.len());
         let mut backoff = Duration::from_millis(100);
@@ -292,9 +300,17 @@ impl Writer {
                     }
                     tracing::warn!("{e}; retrying in {backoff:?}");
                     todo.push(range);
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => {}
+                    let wait = tokio::time::sleep(backoff);
+                    tokio::pin!(wait);
+                    loop {
+                        tokio::select! {
+                            _ = &mut wait => break,
+                            _ = shutdown.changed() => break,
+                            // The console keeps answering while the TSDB is away.
+                            Some(cmd) = super::commands::next_command(&mut self.console) => {
+                                self.serve_during_write(pipeline, cmd);
+                            }
+                        }
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
