@@ -14,9 +14,9 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use telemetry::Reading;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_modbus::client::Context;
@@ -27,8 +27,10 @@ use crate::narrow::DevicePlan;
 pub use crate::poll::{poll_device, poll_planned, PollError, PollTally};
 use crate::profile::fmt_duration;
 use crate::publisher::{DeviceStatus, Publisher};
+use crate::register::Sink;
 use crate::schedule::{connect_pause_left, GroupStatus, Schedule};
 pub use crate::transport::{connect, ConnectError, TransportError};
+use crate::values::{Layout, Values};
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -45,6 +47,10 @@ struct DeviceState {
     polled_on: u64,
     status: DeviceStatus,
     status_sent: Option<Instant>,
+    /// The telemetry topic, built once.
+    topic: String,
+    /// Which of the line's [`Values`] (one per profile) this device's polls fill.
+    values: usize,
 }
 
 impl DeviceState {
@@ -109,13 +115,24 @@ pub async fn run_line(
     let link = line.link.clone();
     let n = line.devices.len().max(1) as u32;
     let start = Instant::now();
+    // The values of the poll under way, one per profile: the line polls one device at a time,
+    // so its devices of a profile share slots allocated once.
+    let mut by_profile: Vec<(Arc<crate::profile::Profile>, Values)> = Vec::new();
     let mut devices: Vec<DeviceState> = line
         .devices
         .into_iter()
         .enumerate()
         .map(|(i, device)| {
             let intervals: Vec<Duration> = device.groups.iter().map(|g| g.interval).collect();
+            let values =
+                by_profile.iter().position(|(p, _)| Arc::ptr_eq(p, &device.profile)).unwrap_or_else(|| {
+                    let layout = Arc::new(Layout::new(&device.profile));
+                    by_profile.push((device.profile.clone(), Values::new(layout)));
+                    by_profile.len() - 1
+                });
             DeviceState {
+                topic: publisher.topic_of_device(&device.config.id),
+                values,
                 schedule: Schedule::new(&intervals, device.config.interval, i as u32, n, start),
                 plans: device.groups.iter().map(|g| DevicePlan::from_requests(g.plan.clone())).collect(),
                 health: Health::new(options.policy, device.config.interval),
@@ -142,6 +159,7 @@ pub async fn run_line(
     loop {
         let Some(Reverse((due, index))) = queue.pop() else { return };
         let d = &mut devices[index];
+        let values = &mut by_profile[d.values].1;
         tokio::select! {
             _ = tokio::time::sleep_until(due) => {}
             _ = shutdown.changed() => return,
@@ -157,14 +175,7 @@ pub async fn run_line(
 
         let ts = now_ms();
         let started = Instant::now();
-        let mut reading = Reading::new(
-            publisher.gateway(),
-            &d.device.config.id,
-            &d.device.profile.kind,
-            publisher.session(),
-            d.seq,
-            ts,
-        );
+        values.clear();
         let mut transport_error: Option<String> = None;
         let mut tally = PollTally::default();
         // A line that cannot be opened is the line's failure, not the device's: its devices
@@ -226,8 +237,7 @@ pub async fn run_line(
             }
             d.polled_on = connection;
             for &g in &groups {
-                let polled =
-                    poll_planned(c, &cfg, &d.device, &mut d.plans[g], &mut reading, &mut tally).await;
+                let polled = poll_planned(c, &cfg, &d.device, &mut d.plans[g], values, &mut tally).await;
                 if let Err(e) = polled {
                     tracing::warn!("{e}; reconnecting");
                     match e.cause {
@@ -246,7 +256,7 @@ pub async fn run_line(
         d.status.ts = ts;
         d.status.rtt_ms = started.elapsed().as_millis() as u64;
         let before = (d.status.online, d.status.quarantined, d.status.bad_points.clone());
-        let failed = reading.values.is_empty();
+        let failed = values.is_empty();
         if failed {
             d.status.failed_polls += 1;
             d.status.online = false;
@@ -256,9 +266,8 @@ pub async fn run_line(
             if let Some(why) = transport_error {
                 for &g in &groups {
                     for &i in &d.device.groups[g].points {
-                        let name = &d.device.profile.points[i].name;
-                        if !reading.values.contains_key(name) {
-                            reading.errors.entry(name.clone()).or_insert_with(|| why.clone());
+                        if !values.has_point(i) {
+                            values.error_unless_known(&d.device.profile.points[i].name, || why.clone());
                         }
                     }
                 }
@@ -266,9 +275,10 @@ pub async fn run_line(
             } else if let Some(why) = tally.last_exception {
                 d.status.last_error = Some(why);
             }
+            let seq = d.seq;
             d.seq += 1;
-            if let Err(e) = publisher.reading(&reading, &mut shutdown).await {
-                tracing::error!("{}: reading {} not spooled: {e}", d.name(&cfg.name), reading.seq);
+            if let Err(e) = publisher.reading(&d.device, &d.topic, (seq, ts), values, &mut shutdown).await {
+                tracing::error!("{}: reading {seq} not spooled: {e}", d.name(&cfg.name));
             }
         }
         let now = Instant::now();

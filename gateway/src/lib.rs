@@ -20,6 +20,7 @@
 //! - [`health`]: retry backoff, quarantine and probing per device. Pure.
 //! - [`narrow`]: bisecting a refused request; a device's plan around its bad points. Pure.
 //! - [`register`]: words and bits to point values (and back, for the simulator). Pure.
+//! - [`values`]: one poll's values by point, written straight to the payload. Pure.
 //! - [`spool`]: the `[spool]` section and the disk queue every reading goes through;
 //!   [`recent`]: its newest records in memory, with each one's topic. Pure.
 //! - [`publisher`]: the MQTT client: the event-loop task, status messages, birth, last will.
@@ -48,6 +49,7 @@ pub mod sender;
 pub mod sim;
 pub mod spool;
 pub mod transport;
+pub mod values;
 
 use std::time::Duration;
 

@@ -16,7 +16,7 @@ use crate::config::{Device, LineConfig};
 use crate::narrow::{is_narrowable, Bisection, DevicePlan, Outcome};
 use crate::planner::ReadRequest;
 use crate::profile::Table;
-use crate::register::decode_into;
+use crate::register::{decode_into, Sink};
 use crate::transport::TransportError;
 
 /// What one request came back with.
@@ -149,13 +149,13 @@ impl Poller<'_> {
 
 /// [`poll_device`] with the device's [`DevicePlan`]: narrowing's findings are kept in it, bad
 /// points are probed when due and reported in `errors` on every poll, and `tally` counts the
-/// exceptions.
+/// exceptions. Values go to `reading`: a [`Reading`] or the bus's [`crate::values::Values`].
 pub async fn poll_planned(
     ctx: &mut Context,
     line: &LineConfig,
     device: &Device,
     plan: &mut DevicePlan,
-    reading: &mut Reading,
+    reading: &mut impl Sink,
     tally: &mut PollTally,
 ) -> Result<(), PollError> {
     ctx.set_slave(Slave(device.config.unit));
@@ -170,7 +170,7 @@ pub async fn poll_planned(
                 p.exception(tally, &req, &why);
                 if !is_narrowable(code) {
                     for &i in &req.points {
-                        reading.errors.insert(profile.points[i].name.clone(), why.clone());
+                        reading.error(&profile.points[i].name, why.clone());
                     }
                     continue;
                 }
@@ -188,7 +188,7 @@ pub async fn poll_planned(
                                 Outcome::Refused(why)
                             } else {
                                 for &i in &sub.points {
-                                    reading.errors.insert(profile.points[i].name.clone(), why.clone());
+                                    reading.error(&profile.points[i].name, why.clone());
                                 }
                                 Outcome::Failed(why)
                             }
@@ -240,7 +240,7 @@ pub async fn poll_planned(
         }
     }
     for (&i, bad) in &plan.bad {
-        reading.errors.entry(profile.points[i].name.clone()).or_insert_with(|| bad.why.clone());
+        reading.error_unless_known(&profile.points[i].name, || bad.why.clone());
     }
     Ok(())
 }

@@ -29,9 +29,10 @@ use telemetry::{Reading, Topic, Topics};
 use tokio::sync::watch;
 
 use crate::bus::now_ms;
-use crate::config::{parse_mqtt_url, GatewayConfig, Line};
+use crate::config::{parse_mqtt_url, Device, GatewayConfig, Line};
 use crate::inflight::{Inflight, Tag};
 use crate::spool::{RecordMeta, SpoolCounters, SpoolHandle};
+use crate::values::Values;
 
 /// Health of one device, retained on `status/{gateway}/{device}`.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -269,20 +270,32 @@ impl Publisher {
         self.shared.topics.telemetry(self.shared.partitions, &reading.gateway, &reading.device)
     }
 
-    /// Appends a reading to the spool; the sender publishes it. Waits only when the spool is
+    /// The telemetry topic of device `device` of this gateway.
+    pub fn topic_of_device(&self, device: &str) -> String {
+        self.shared.topics.telemetry(self.shared.partitions, &self.shared.gateway, device)
+    }
+
+    /// Appends one poll of `device` to the spool as a reading (its values, sequence number and
+    /// poll time; its telemetry `topic`); the sender publishes it. Waits only when the spool is
     /// full with `when_full = "block"` (until there is room or `stop` turns true).
     pub async fn reading(
         &self,
-        reading: &Reading,
+        device: &Device,
+        topic: &str,
+        (seq, ts_ms): (u64, i64),
+        values: &Values,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<u64, telemetry::spool::SpoolError> {
-        let meta =
-            RecordMeta { topic: self.topic_of(reading), session: reading.session, ts_ms: reading.ts_ms };
+        let s = &self.shared;
+        let meta = RecordMeta { topic: topic.to_string(), session: s.session, ts_ms };
         // Room for a payload a little larger than the last one, so it is written without growing.
-        let last = self.shared.payload_len.load(Ordering::Relaxed);
-        let payload = telemetry::codec::encode_with_capacity(reading, last + last / 8);
-        self.shared.payload_len.store(payload.len(), Ordering::Relaxed);
-        self.shared.spool.append_with(payload, Some(meta), stop).await
+        let last = s.payload_len.load(Ordering::Relaxed);
+        let mut payload = Vec::with_capacity(last + last / 8);
+        let parts =
+            values.parts(&s.gateway, &device.config.id, &device.profile.kind, (s.session, seq, ts_ms));
+        telemetry::codec::encode_parts(&parts, &mut payload);
+        s.payload_len.store(payload.len(), Ordering::Relaxed);
+        s.spool.append_with(payload, Some(meta), stop).await
     }
 
     /// Queues a publish in the client if connected (and, with `generation`, still on that

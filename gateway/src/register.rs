@@ -186,12 +186,16 @@ impl std::fmt::Write for StackText {
 /// integer points with named bits, one boolean per named bit.
 pub fn decode(point: &Point, words: &[u16]) -> Result<Vec<(String, Value)>, DecodeError> {
     let mut out = Vec::with_capacity(1 + point.bits.len());
-    decode_each(point, words, |name, value| out.push((name.clone(), value)))?;
+    decode_each(point, words, |_, name, value| out.push((name.clone(), value)))?;
     Ok(out)
 }
 
-/// [`decode`], handing each value (the point's, then its named bits') to `put`.
-fn decode_each(point: &Point, words: &[u16], mut put: impl FnMut(&String, Value)) -> Result<(), DecodeError> {
+/// [`decode`], handing each value (`k` 0: the point's, then its named bits' in order) to `put`.
+fn decode_each(
+    point: &Point,
+    words: &[u16],
+    mut put: impl FnMut(usize, &String, Value),
+) -> Result<(), DecodeError> {
     let raw = raw(point, words)?;
     let exact = point.scale == 1.0 && point.offset == 0.0;
     let value = match raw {
@@ -203,14 +207,14 @@ fn decode_each(point: &Point, words: &[u16], mut put: impl FnMut(&String, Value)
         Raw::Float(f) if exact => Value::Float(f),
         Raw::Float(f) => Value::Float(round(f * point.scale + point.offset)),
     };
-    put(&point.name, value);
+    put(0, &point.name, value);
     if !point.bits.is_empty() {
         let u = match raw_bits(point, words) {
             Some(u) => u,
             None => return Ok(()),
         };
-        for (bit, name) in &point.bits {
-            put(name, Value::Bool(u >> bit & 1 == 1));
+        for (k, (bit, name)) in point.bits.iter().enumerate() {
+            put(k + 1, name, Value::Bool(u >> bit & 1 == 1));
         }
     }
     Ok(())
@@ -302,27 +306,47 @@ pub fn encode_value(point: &Point, value: &Value) -> Vec<u16> {
     }
 }
 
-/// Decodes the answer to one planned request into `reading`: `words` holds one entry per
+/// Where decoded values go: a [`Reading`] (by name) or a poll's [`crate::values::Values`] (by
+/// point, without a key allocated per value).
+pub trait Sink {
+    /// Value `k` of point `point` (an index into the profile's points; `k` 0 is the point's own
+    /// value, then its named bits in order), named `name`.
+    fn value(&mut self, point: usize, k: usize, name: &str, value: Value);
+    /// Point `name` could not be read, for this reason.
+    fn error(&mut self, name: &str, why: String);
+    /// [`Sink::error`], unless the point already has a reason.
+    fn error_unless_known(&mut self, name: &str, why: impl FnOnce() -> String);
+}
+
+impl Sink for Reading {
+    fn value(&mut self, _point: usize, _k: usize, name: &str, value: Value) {
+        self.values.insert(name.to_string(), value);
+    }
+
+    fn error(&mut self, name: &str, why: String) {
+        self.errors.insert(name.to_string(), why);
+    }
+
+    fn error_unless_known(&mut self, name: &str, why: impl FnOnce() -> String) {
+        self.errors.entry(name.to_string()).or_insert_with(why);
+    }
+}
+
+/// Decodes the answer to one planned request into `out`: `words` holds one entry per
 /// register, or per bit (0 or 1) for coils and discrete inputs, starting at `request.start`.
-/// A point whose registers hold no value of its type goes into the reading's `errors`
+/// A point whose registers hold no value of its type goes into the errors
 /// (`holding 130: 0x12a4 is not packed BCD (a digit above 9)`).
-pub fn decode_into(profile: &Profile, request: &ReadRequest, words: &[u16], reading: &mut Reading) {
+pub fn decode_into(profile: &Profile, request: &ReadRequest, words: &[u16], out: &mut impl Sink) {
     for &i in &request.points {
         let p = &profile.points[i];
         let from = (p.address - request.start) as usize;
         let Some(slice) = words.get(from..from + p.width() as usize) else { continue };
         if p.table.is_bits() {
-            reading.values.insert(p.name.clone(), Value::Bool(slice[0] != 0));
+            out.value(i, 0, &p.name, Value::Bool(slice[0] != 0));
             continue;
         }
-        let values = &mut reading.values;
-        match decode_each(p, slice, |name, value| {
-            values.insert(name.clone(), value);
-        }) {
-            Ok(()) => {}
-            Err(e) => {
-                reading.errors.insert(p.name.clone(), format!("{} {}: {e}", p.table.name(), p.address));
-            }
+        if let Err(e) = decode_each(p, slice, |k, name, value| out.value(i, k, name, value)) {
+            out.error(&p.name, format!("{} {}: {e}", p.table.name(), p.address));
         }
     }
 }

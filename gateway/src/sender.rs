@@ -23,7 +23,7 @@ use crate::spool::{SpoolHandle, SpoolRecord};
 pub const WINDOW: usize = 64;
 
 /// The broker's acknowledgements are applied to the spool at most this often (each writes the
-/// spool's ledger: a file and a rename), and at once after a quiet spell, before the spool is
+/// spool's ledger and may delete segments), and at once after a quiet spell, before the spool is
 /// read again after a reconnect, and at the stop. Acknowledging later never loses a reading:
 /// at worst a crash sends again what the broker had already acknowledged.
 pub const ACK_EVERY: Duration = Duration::from_millis(100);

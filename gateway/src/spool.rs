@@ -4,10 +4,13 @@
 //! the spool shared by the pollers (append), the sender (read, rewind, acknowledge) and the
 //! keeper task ([`keep`]: the group syncs, expiry).
 //!
-//! An append is one small write to the page cache: it is made on the poller's own task when
+//! An append is a copy into the spool's write buffer: it is made on the poller's own task when
 //! the spool is free, and on tokio's blocking pool when another operation holds it (a sync,
-//! an acknowledgement). Syncs, acknowledgements (the ledger's rename), expiry and reads from
-//! disk always run on the blocking pool, never on a task that must stay responsive. The newest
+//! an acknowledgement). The buffer goes to the page cache in one write once its oldest record
+//! is [`FLUSH_EVERY`] old (so a killed gateway loses at most that much of what the broker has
+//! not received), and to disk at the group sync. Syncs, acknowledgements (the ledger's
+//! overwrite), expiry and reads from disk always run on the blocking pool, never on a task
+//! that must stay responsive. The newest
 //! records are also kept in memory ([`crate::recent`]), so the sender reads what was just
 //! appended without file work and knows its topic without decoding it.
 //!
@@ -29,6 +32,9 @@ pub use crate::recent::{RecordMeta, SpoolRecord};
 /// Appended records are synced to disk together ([`keep`]) at most about this long after they
 /// were written.
 pub const SYNC_EVERY: Duration = Duration::from_millis(50);
+/// Appended records are written to the spool's file (not synced) together, by the first append
+/// at least this long after the oldest of them, or by the sync.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(5);
 /// How often records past `max_age` are looked for.
 const EXPIRE_EVERY: Duration = Duration::from_secs(10);
 
@@ -131,18 +137,35 @@ pub struct SpoolCounters {
     pub bytes: u64,
 }
 
-/// The spool and when its oldest unsynced record was appended.
+/// The spool and when its oldest unsynced and unwritten records were appended.
 struct Guarded {
     spool: Spool,
     unsynced_since: Option<Instant>,
+    unwritten_since: Option<Instant>,
 }
 
 impl Guarded {
     fn sync(&mut self) -> Result<(), SpoolError> {
-        if self.unsynced_since.take().is_some() {
-            self.spool.sync()?;
+        if let Some(since) = self.unsynced_since.take() {
+            if let Err(e) = self.spool.sync() {
+                self.unsynced_since = Some(since);
+                return Err(e);
+            }
+            self.unwritten_since = None;
         }
         Ok(())
+    }
+
+    /// Writes the appended records out once the oldest of them has waited [`FLUSH_EVERY`]. A
+    /// failed write is tried again later; the sync reports it.
+    fn flush_if_due(&mut self, now: Instant) {
+        let since = *self.unwritten_since.get_or_insert(now);
+        if now.duration_since(since) >= FLUSH_EVERY {
+            self.unwritten_since = match self.spool.flush() {
+                Ok(()) => None,
+                Err(_) => Some(now),
+            };
+        }
     }
 
     fn counters(&self) -> SpoolCounters {
@@ -185,7 +208,9 @@ fn append_locked(
     // Making room (drop_oldest) may have moved the acknowledged prefix.
     recent.acked(g.spool.acked());
     let id = appended?;
-    g.unsynced_since.get_or_insert_with(Instant::now);
+    let now = Instant::now();
+    g.unsynced_since.get_or_insert(now);
+    g.flush_if_due(now);
     recent.appended(id, payload.clone(), meta.clone());
     Ok(id)
 }
@@ -204,7 +229,7 @@ impl SpoolHandle {
         std::fs::create_dir_all(dir)
             .map_err(|why| OpenError::Lock { dir: dir.display().to_string(), why })?;
         let lock = DirLock::take(dir)?;
-        let guarded = Guarded { spool: Spool::open(dir, cfg)?, unsynced_since: None };
+        let guarded = Guarded { spool: Spool::open(dir, cfg)?, unsynced_since: None, unwritten_since: None };
         let acked = guarded.spool.acked();
         Ok(SpoolHandle(Arc::new(Inner {
             recent: Mutex::new(Recent::new(acked, acked + guarded.spool.pending())),
@@ -484,6 +509,31 @@ mod tests {
         assert_eq!(s.folder("x"), PathBuf::from("/var/lib/gateway/spool"));
         assert!(toml::from_str::<SpoolSettings>("when_full = \"drop_newest\"").is_err());
         assert!(toml::from_str::<SpoolSettings>("max_bytes = \"12 parsecs\"").is_err());
+    }
+
+    #[test]
+    fn appends_are_written_out_once_the_oldest_has_waited_flush_every() {
+        let dir = temp("flush");
+        let mut g = Guarded {
+            spool: Spool::open(&dir, SpoolConfig::default()).unwrap(),
+            unsynced_since: None,
+            unwritten_since: None,
+        };
+        let t0 = Instant::now();
+        for (i, at) in [t0, t0 + FLUSH_EVERY / 2].into_iter().enumerate() {
+            g.spool.append(format!("r{i}").as_bytes()).unwrap();
+            g.flush_if_due(at);
+        }
+        assert_eq!(g.spool.unwritten(), 2, "held together");
+        g.spool.append(b"r2").unwrap();
+        g.flush_if_due(t0 + FLUSH_EVERY);
+        assert_eq!(g.spool.unwritten(), 0, "written in one go");
+        g.spool.append(b"r3").unwrap();
+        g.unsynced_since = Some(t0);
+        g.sync().unwrap();
+        assert_eq!((g.spool.unwritten(), g.unwritten_since, g.unsynced_since), (0, None, None));
+        drop(g);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

@@ -61,51 +61,81 @@ impl Serialize for JsonValue<'_> {
     }
 }
 
-/// The finite values, in key order, written straight from the reading (no copy of the keys:
+/// The finite values, in key order, written straight from their owner (no copy of the keys:
 /// gateways encode a thousand readings a second).
-struct Values<'a>(&'a BTreeMap<String, Value>);
+struct Values<I>(I);
 
-impl Serialize for Values<'_> {
+impl<'a, I: Iterator<Item = (&'a str, &'a Value)> + Clone> Serialize for Values<I> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
-        for (k, v) in self.0.iter().filter(|(_, v)| finite(v)) {
-            m.serialize_entry(k.as_str(), &JsonValue(v))?;
+        for (k, v) in self.0.clone().filter(|(_, v)| finite(v)) {
+            m.serialize_entry(k, &JsonValue(v))?;
         }
         m.end()
     }
 }
 
-struct Wire<'a>(&'a Reading);
+/// A reading's fields, borrowed from wherever they live: a [`Reading`], or a gateway's poll
+/// that keeps its values by point and never builds one. `values` yields each value once, in
+/// ascending key order (the order of a `BTreeMap<String, _>`).
+#[derive(Clone, Debug)]
+pub struct Parts<'a, I> {
+    pub gateway: &'a str,
+    pub device: &'a str,
+    pub kind: &'a str,
+    pub session: u64,
+    pub seq: u64,
+    pub ts_ms: i64,
+    pub values: I,
+    pub errors: &'a BTreeMap<String, String>,
+    pub replay: bool,
+}
 
-impl Serialize for Wire<'_> {
+struct Wire<'p, 'a, I>(&'p Parts<'a, I>);
+
+impl<'a, I: Iterator<Item = (&'a str, &'a Value)> + Clone> Serialize for Wire<'_, 'a, I> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.0;
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("v", &PAYLOAD_VERSION)?;
-        m.serialize_entry("gw", &r.gateway)?;
-        m.serialize_entry("dev", &r.device)?;
-        m.serialize_entry("kind", &r.kind)?;
+        m.serialize_entry("gw", r.gateway)?;
+        m.serialize_entry("dev", r.device)?;
+        m.serialize_entry("kind", r.kind)?;
         m.serialize_entry("sid", &r.session)?;
         m.serialize_entry("seq", &r.seq)?;
         m.serialize_entry("ts", &r.ts_ms)?;
-        m.serialize_entry("values", &Values(&r.values))?;
+        m.serialize_entry("values", &Values(r.values.clone()))?;
         // JSON has no NaN or infinity: such a value travels as a point error, not as null.
-        if r.values.values().all(finite) {
+        if r.values.clone().all(|(_, v)| finite(v)) {
             if !r.errors.is_empty() {
-                m.serialize_entry("errors", &r.errors)?;
+                m.serialize_entry("errors", r.errors)?;
             }
         } else {
             let mut errors: BTreeMap<&str, &str> =
                 r.errors.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            for (k, v) in &r.values {
+            for (k, v) in r.values.clone() {
                 if !finite(v) {
-                    errors.entry(k.as_str()).or_insert("not a finite number");
+                    errors.entry(k).or_insert("not a finite number");
                 }
             }
             m.serialize_entry("errors", &errors)?;
         }
         m.serialize_entry("replay", &r.replay)?;
         m.end()
+    }
+}
+
+fn parts(r: &Reading) -> Parts<'_, impl Iterator<Item = (&str, &Value)> + Clone> {
+    Parts {
+        gateway: &r.gateway,
+        device: &r.device,
+        kind: &r.kind,
+        session: r.session,
+        seq: r.seq,
+        ts_ms: r.ts_ms,
+        values: r.values.iter().map(|(k, v)| (k.as_str(), v)),
+        errors: &r.errors,
+        replay: r.replay,
     }
 }
 
@@ -118,8 +148,17 @@ pub fn encode(reading: &Reading) -> Vec<u8> {
 /// device's last payload, say), so a hot path does not grow it step by step.
 pub fn encode_with_capacity(reading: &Reading, capacity: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut out, &Wire(reading)).expect("a map of strings and numbers always serializes");
+    encode_parts(&parts(reading), &mut out);
     out
+}
+
+/// Appends the v1 JSON payload of a reading given by its parts to `out`: the bytes [`encode`]
+/// writes for the same reading.
+pub fn encode_parts<'a, I>(parts: &Parts<'a, I>, out: &mut Vec<u8>)
+where
+    I: Iterator<Item = (&'a str, &'a Value)> + Clone,
+{
+    serde_json::to_writer(out, &Wire(parts)).expect("a map of strings and numbers always serializes");
 }
 
 /// Parses and validates a v1 payload. Unknown fields are ignored.

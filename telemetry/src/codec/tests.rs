@@ -117,3 +117,25 @@ fn optional_fields_default() {
     let r = decode(&with("replay", "<absent>")).unwrap();
     assert!(!r.replay);
 }
+
+#[test]
+fn parts_encode_to_the_bytes_of_the_reading() {
+    let mut r = sample().with_value("nan", f64::NAN);
+    r.replay = true;
+    let values: Vec<(String, Value)> = r.values.clone().into_iter().collect();
+    let parts = Parts {
+        gateway: &r.gateway,
+        device: &r.device,
+        kind: &r.kind,
+        session: r.session,
+        seq: r.seq,
+        ts_ms: r.ts_ms,
+        values: values.iter().map(|(k, v)| (k.as_str(), v)),
+        errors: &r.errors,
+        replay: r.replay,
+    };
+    let mut out = b"kept".to_vec();
+    encode_parts(&parts, &mut out);
+    assert_eq!(&out[..4], b"kept", "appended, not overwritten");
+    assert_eq!(out[4..], encode(&r)[..]);
+}

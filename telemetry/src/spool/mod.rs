@@ -4,19 +4,23 @@
 //!
 //! Layout: segment files `{first id:020}.seg` of records `len u32 | crc32 u32 | id u64 |
 //! payload` (little-endian; the CRC covers id and payload), and a ledger file `acked` holding the
-//! highest acknowledged id. Ids start at 1 and only grow. Records are read in order and
+//! highest acknowledged id (overwritten in place: `ledger.rs`). Ids start at 1 and only grow.
+//! Appends are gathered in memory and written to the segment together (`flush`, `sync`), so a
+//! burst of records costs one write and one `fdatasync`. Records are read in order and
 //! acknowledged as a prefix; a segment is deleted only once every record in it is acknowledged
 //! (or dropped by a cap, which is counted).
 //!
 //! On open, a torn record at the end of the newest segment (a crash mid-write) is cut off, and
 //! records whose checksum fails are skipped and counted, never returned.
 
+mod ledger;
 mod segment;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use ledger::Ledger;
 use segment::{Segment, HEADER};
 
 /// What to do when the spool is at `max_bytes`.
@@ -135,6 +139,7 @@ pub struct Spool {
     acked: u64,
     /// The next id to hand to a reader (everything below it was read since the last rewind).
     read_from: u64,
+    ledger: Ledger,
     stats: SpoolStats,
 }
 
@@ -142,7 +147,7 @@ impl Spool {
     /// Opens (or creates) the spool in `dir`, recovering from a crash.
     pub fn open(dir: &Path, cfg: SpoolConfig) -> Result<Spool, SpoolError> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let acked = read_ledger(dir)?;
+        let (ledger, acked) = Ledger::open(dir)?;
         let mut paths: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
             .map_err(|e| io(dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -162,8 +167,9 @@ impl Spool {
             segments.push_back(segment);
         }
         let next_id = segments.iter().rev().find_map(|s| s.last_id).map_or(acked + 1, |l| l.max(acked) + 1);
+        let read_from = acked + 1;
         let mut spool =
-            Spool { dir: dir.to_path_buf(), cfg, segments, next_id, acked, read_from: acked + 1, stats };
+            Spool { dir: dir.to_path_buf(), cfg, segments, next_id, acked, read_from, ledger, stats };
         spool.delete_acked_segments()?;
         Ok(spool)
     }
@@ -187,7 +193,21 @@ impl Spool {
         self.acked
     }
 
-    /// Appends a record; it is durable once [`Spool::sync`] returns.
+    /// Records appended and not yet written to a file (see [`Spool::flush`]).
+    pub fn unwritten(&self) -> u64 {
+        self.segments.back().map_or(0, |s| s.unwritten_records)
+    }
+
+    /// Closes the spool as a killed process would: without writing what is held in memory.
+    #[cfg(test)]
+    fn crash(mut self) {
+        self.segments.iter_mut().for_each(Segment::lose_unwritten);
+    }
+
+    /// Appends a record. It is held in memory until [`Spool::flush`] (or a read, a sync, a new
+    /// segment, a drop, or enough records held) writes it to the segment file, together with
+    /// the others appended since: a kill before that loses it, like a power loss before the
+    /// sync. It is durable once [`Spool::sync`] returns.
     pub fn append(&mut self, payload: &[u8]) -> Result<u64, SpoolError> {
         if payload.len() > self.cfg.max_record_bytes as usize {
             return Err(SpoolError::TooLarge(payload.len()));
@@ -221,16 +241,27 @@ impl Spool {
         Ok(id)
     }
 
-    /// Makes every appended record durable.
-    pub fn sync(&mut self) -> Result<(), SpoolError> {
+    /// Writes the records appended since the last flush to the segment file in one write (not
+    /// durable yet: that is [`Spool::sync`]). A process killed after it loses none of them.
+    pub fn flush(&mut self) -> Result<(), SpoolError> {
         match self.segments.back_mut() {
-            Some(s) => s.sync(),
+            Some(s) => s.flush(),
             None => Ok(()),
         }
     }
 
+    /// Makes every appended record durable (and the ledger, if it moved).
+    pub fn sync(&mut self) -> Result<(), SpoolError> {
+        if let Some(s) = self.segments.back_mut() {
+            s.sync()?;
+        }
+        self.ledger.sync()
+    }
+
     /// Up to `max` records not yet read since the last rewind, oldest first.
     pub fn read(&mut self, max: usize) -> Result<Vec<Record>, SpoolError> {
+        // Reads go to the files.
+        self.flush()?;
         let mut out = Vec::new();
         for segment in &self.segments {
             if out.len() >= max {
@@ -268,7 +299,7 @@ impl Spool {
         self.stats.acked += id - self.acked;
         self.acked = id;
         self.read_from = self.read_from.max(id + 1);
-        write_ledger(&self.dir, id)?;
+        self.ledger.write(id)?;
         self.delete_acked_segments()
     }
 
@@ -304,7 +335,7 @@ impl Spool {
         if last > self.acked {
             self.acked = last;
             self.read_from = self.read_from.max(last + 1);
-            write_ledger(&self.dir, last)?;
+            self.ledger.write(last)?;
         }
         Ok(true)
     }
@@ -320,32 +351,6 @@ impl Spool {
         }
         Ok(())
     }
-}
-
-const LEDGER: &str = "acked";
-
-fn read_ledger(dir: &Path) -> Result<u64, SpoolError> {
-    let path = dir.join(LEDGER);
-    match std::fs::read(&path) {
-        Ok(bytes) if bytes.len() == 12 => {
-            let id = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-            let crc = u32::from_le_bytes(bytes[8..].try_into().expect("4 bytes"));
-            // A torn ledger falls back to nothing acknowledged: resending beats losing.
-            Ok(if crc32fast::hash(&bytes[..8]) == crc { id } else { 0 })
-        }
-        Ok(_) => Ok(0),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(io(&path, e)),
-    }
-}
-
-fn write_ledger(dir: &Path, id: u64) -> Result<(), SpoolError> {
-    let path = dir.join(LEDGER);
-    let tmp = dir.join("acked.tmp");
-    let mut bytes = id.to_le_bytes().to_vec();
-    bytes.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
-    std::fs::write(&tmp, &bytes).map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))
 }
 
 #[cfg(test)]

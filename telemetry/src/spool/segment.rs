@@ -14,8 +14,15 @@ pub struct Segment {
     pub path: PathBuf,
     pub first_id: u64,
     pub last_id: Option<u64>,
+    /// Bytes of its records, written or still in `unwritten`.
     pub bytes: u64,
+    /// Bytes of its records in the file.
+    written: u64,
     file: Option<File>,
+    /// Records appended and not yet written to the file: appends are written out together by
+    /// [`Segment::flush`] (one `write` for many records).
+    unwritten: Vec<u8>,
+    pub unwritten_records: u64,
     /// Byte offset and id of records, sparse, to start reads near the wanted id.
     index: Vec<(u64, u64)>,
 }
@@ -27,17 +34,19 @@ pub struct Scan {
     pub torn_bytes: u64,
 }
 
-fn encode(id: u64, payload: &[u8]) -> Vec<u8> {
-    let mut rec = Vec::with_capacity(HEADER + payload.len());
+/// Appends record `id` to `out`.
+fn encode(id: u64, payload: &[u8], out: &mut Vec<u8>) {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&id.to_le_bytes());
     hasher.update(payload);
-    rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    rec.extend_from_slice(&hasher.finalize().to_le_bytes());
-    rec.extend_from_slice(&id.to_le_bytes());
-    rec.extend_from_slice(payload);
-    rec
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&hasher.finalize().to_le_bytes());
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(payload);
 }
+
+/// Unwritten records past this size are written at once, whatever the caller's flush policy.
+const FLUSH_BYTES: usize = 256 * 1024;
 
 /// One step of scanning a segment.
 enum Next {
@@ -88,7 +97,17 @@ const INDEX_EVERY: usize = 256;
 impl Segment {
     pub fn create(path: PathBuf, first_id: u64) -> Result<Segment, SpoolError> {
         let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io(&path, e))?;
-        Ok(Segment { path, first_id, last_id: None, bytes: 0, file: Some(file), index: Vec::new() })
+        Ok(Segment {
+            path,
+            first_id,
+            last_id: None,
+            bytes: 0,
+            written: 0,
+            file: Some(file),
+            unwritten: Vec::new(),
+            unwritten_records: 0,
+            index: Vec::new(),
+        })
     }
 
     /// Scans an existing segment. In the newest one, an unparsable tail (a torn write) is cut
@@ -137,27 +156,66 @@ impl Segment {
             None
         };
         let bytes = if newest { offset } else { len };
-        Ok((Segment { path, first_id, last_id, bytes, file, index }, scan))
+        let (unwritten, unwritten_records) = (Vec::new(), 0);
+        let segment = Segment {
+            path,
+            first_id,
+            last_id,
+            bytes,
+            written: bytes,
+            file,
+            unwritten,
+            unwritten_records,
+            index,
+        };
+        Ok((segment, scan))
     }
 
+    /// Appends a record in memory; [`Segment::flush`] writes it to the file.
     pub fn append(&mut self, id: u64, payload: &[u8]) -> Result<(), SpoolError> {
-        let path = &self.path;
-        let file = self.file.as_mut().ok_or_else(|| io(path, std::io::Error::other("segment is closed")))?;
-        let rec = encode(id, payload);
-        if let Err(e) = file.write_all(&rec) {
-            // Leave no half record behind: cut back to the last whole one.
-            let _ = file.set_len(self.bytes);
-            return Err(io(path, e));
+        if self.file.is_none() {
+            return Err(io(&self.path, std::io::Error::other("segment is closed")));
+        }
+        let before = self.unwritten.len();
+        encode(id, payload, &mut self.unwritten);
+        if self.unwritten.len() >= FLUSH_BYTES {
+            if let Err(e) = self.flush() {
+                // The record is refused, and those before it wait for the next flush.
+                self.unwritten.truncate(before);
+                return Err(e);
+            }
         }
         if (id - self.first_id) as usize % INDEX_EVERY == 0 {
             self.index.push((id, self.bytes));
         }
-        self.bytes += rec.len() as u64;
+        self.bytes += (HEADER + payload.len()) as u64;
+        self.unwritten_records += 1;
         self.last_id = Some(id);
         Ok(())
     }
 
+    /// Writes the records appended since the last flush to the file, in one write. On an error
+    /// they stay in memory for the next flush, and the file keeps no part of them.
+    pub fn flush(&mut self) -> Result<(), SpoolError> {
+        if self.unwritten.is_empty() {
+            return Ok(());
+        }
+        let path = &self.path;
+        let file = self.file.as_mut().ok_or_else(|| io(path, std::io::Error::other("segment is closed")))?;
+        if let Err(e) = file.write_all(&self.unwritten) {
+            // Leave no half record behind: cut back to the last whole one.
+            let _ = file.set_len(self.written);
+            return Err(io(path, e));
+        }
+        self.written += self.unwritten.len() as u64;
+        self.unwritten.clear();
+        self.unwritten_records = 0;
+        Ok(())
+    }
+
+    /// Writes what is unwritten and makes the file durable.
     pub fn sync(&mut self) -> Result<(), SpoolError> {
+        self.flush()?;
         match &self.file {
             Some(f) => f.sync_data().map_err(|e| io(&self.path, e)),
             None => Ok(()),
@@ -191,12 +249,28 @@ impl Segment {
         std::fs::metadata(&self.path).and_then(|m| m.modified()).ok()
     }
 
-    pub fn delete(self) -> Result<(), SpoolError> {
-        drop(self.file);
+    /// What a killed process leaves: the records not yet written are gone.
+    #[cfg(test)]
+    pub fn lose_unwritten(&mut self) {
+        self.unwritten.clear();
+    }
+
+    /// Deletes the file, records not yet written included.
+    pub fn delete(mut self) -> Result<(), SpoolError> {
+        self.unwritten.clear();
+        self.file = None;
         match std::fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io(&self.path, e)),
         }
+    }
+}
+
+impl Drop for Segment {
+    /// A spool closed in an orderly way (dropped, not killed) writes what it holds; durable or
+    /// not, as before the drop.
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
