@@ -133,3 +133,44 @@ async fn grouped_alerts_arrive_as_one_email() {
     assert_eq!(std::fs::read_dir(smtp.maildir.join("new")).unwrap().count(), 1, "one e-mail for the group");
     assert_eq!(metrics.delivered_alerts.load(std::sync::atomic::Ordering::Relaxed), 30);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_required_is_never_sent_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    // aiosmtpd without a TLS context does not offer STARTTLS.
+    let smtp = start_smtp(dir.path());
+    let mail = ReceiverConfig {
+        name: "duty-mail".into(),
+        receiver_type: "email".into(),
+        smtp_url: Some(format!("smtp://127.0.0.1:{}", smtp.port)),
+        from: Some("ingest@example.org".into()),
+        to: vec!["duty@example.org".into()],
+        starttls: true,
+        ..ReceiverConfig::default()
+    };
+    let cfg = NotifyConfig {
+        group_wait: Duration::from_millis(100),
+        routes: vec![RouteConfig { receivers: vec!["duty-mail".into()], ..RouteConfig::default() }],
+        receivers: vec![mail],
+        ..NotifyConfig::default()
+    };
+    let metrics = Arc::new(NotifyMetrics::default());
+    let notifier = Notifier::open(&cfg, &dir.path().join("outbox.sqlite"), metrics.clone()).unwrap();
+    let handle = notifier.handle();
+    let (stop, shutdown) = watch::channel(false);
+    let task = tokio::spawn(notifier.run(shutdown));
+    handle.enqueue(&offline(2), &|_| None).unwrap();
+    let failed = metrics.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_for(Duration::from_secs(20), "a failed attempt", || {
+            (failed.failed_attempts.load(std::sync::atomic::Ordering::Relaxed) > 0).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let stored = std::fs::read_dir(smtp.maildir.join("new")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(stored, 0, "nothing sent without TLS");
+    assert_eq!(metrics.delivered_alerts.load(std::sync::atomic::Ordering::Relaxed), 0);
+}

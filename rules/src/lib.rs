@@ -70,7 +70,7 @@ mod pack_tests {
     #[test]
     fn the_default_pack_parses_and_covers_every_simulated_kind() {
         let set = super::default_pack().unwrap_or_else(|d| panic!("{d:?}"));
-        for kind in ["elevator", "boiler", "water_meter", "charging_pile"] {
+        for kind in ["elevator", "boiler", "water_meter", "charging_pile", "charging_pile_ac"] {
             assert!(set.rules.iter().any(|r| r.applies_to(kind)), "{kind}");
         }
         let on_disk: Vec<_> = std::fs::read_dir(DEPLOY_RULES)
@@ -117,7 +117,7 @@ mod pack_tests {
     fn the_simulated_faults_fire_and_resolve_under_their_rule_ids() {
         use telemetry::Reading;
         type Values = &'static [(&'static str, f64)];
-        let cases: [(&str, &str, Values, Values); 4] = [
+        let cases: [(&str, &str, Values, Values); 5] = [
             (
                 "elevator",
                 "elevator.passenger_trapped",
@@ -140,6 +140,12 @@ mod pack_tests {
                 "charging_pile",
                 "charging_pile.insulation_fault",
                 &[("fault_code", 5.0)],
+                &[("fault_code", 0.0)],
+            ),
+            (
+                "charging_pile_ac",
+                "charging_pile_ac.pe_break",
+                &[("fault_code", 15.0)],
                 &[("fault_code", 0.0)],
             ),
         ];

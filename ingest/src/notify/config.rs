@@ -123,6 +123,8 @@ pub struct ReceiverConfig {
     pub password: Option<String>,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// `smtp://` only: upgrade the connection with STARTTLS and refuse to send without it.
+    /// (`smtps://` is TLS from the first byte, port 465 by default.)
     #[serde(default)]
     pub starttls: bool,
 }
@@ -308,21 +310,23 @@ fn email_problems(r: &ReceiverConfig, at: &str, problems: &mut Vec<String>) {
     if (r.password.is_some() || r.password_file.is_some()) && r.username.is_none() {
         problems.push(format!("{at}.username: missing (a password is given)"));
     }
-    if r.starttls {
-        // lettre is built without a TLS backend in this crate (see the report to the lead).
-        problems.push(format!("{at}.starttls: this build of ingest has no TLS for SMTP"));
+    if r.starttls && r.smtp_url.as_deref().is_some_and(|u| u.starts_with("smtps://")) {
+        problems.push(format!("{at}.starttls: smtps:// is TLS already; starttls is for smtp://"));
     }
 }
 
-/// `smtp://host[:port]` (port 25 by default) into host and port.
-pub fn parse_smtp_url(url: &str) -> Result<(String, u16), String> {
+/// `smtp://host[:port]` (port 25 by default) or `smtps://host[:port]` (TLS, port 465) into
+/// host, port, and whether the connection is TLS from the start.
+pub fn parse_smtp_url(url: &str) -> Result<(String, u16, bool), String> {
     let u = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
-    if u.scheme() != "smtp" {
-        return Err(format!("{url:?}: must start with smtp://"));
-    }
+    let tls = match u.scheme() {
+        "smtp" => false,
+        "smtps" => true,
+        _ => return Err(format!("{url:?}: must start with smtp:// or smtps://")),
+    };
     let host = u.host_str().filter(|h| !h.is_empty()).ok_or_else(|| format!("{url:?}: no host"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    Ok((host, u.port().unwrap_or(25)))
+    Ok((host, u.port().unwrap_or(if tls { 465 } else { 25 }), tls))
 }
 
 #[cfg(test)]

@@ -118,8 +118,9 @@ receivers = ["x"]
 
 #[test]
 fn smtp_urls() {
-    assert_eq!(parse_smtp_url("smtp://127.0.0.1:2525").unwrap(), ("127.0.0.1".into(), 2525));
-    assert_eq!(parse_smtp_url("smtp://mail.example.org").unwrap(), ("mail.example.org".into(), 25));
-    assert!(parse_smtp_url("smtps://mail.example.org").is_err());
+    assert_eq!(parse_smtp_url("smtp://127.0.0.1:2525").unwrap(), ("127.0.0.1".into(), 2525, false));
+    assert_eq!(parse_smtp_url("smtp://mail.example.org").unwrap(), ("mail.example.org".into(), 25, false));
+    assert_eq!(parse_smtp_url("smtps://mail.example.org").unwrap(), ("mail.example.org".into(), 465, true));
+    assert!(parse_smtp_url("http://mail.example.org").is_err());
     assert!(parse_smtp_url("mail.example.org").is_err());
 }

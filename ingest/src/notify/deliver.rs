@@ -124,7 +124,7 @@ impl Receiver {
 
 fn email_target(cfg: &ReceiverConfig, at: &str) -> Result<Target, String> {
     let smtp_url = cfg.smtp_url.as_deref().ok_or_else(|| format!("{at}.smtp_url: missing"))?;
-    let (host, port) = parse_smtp_url(smtp_url).map_err(|e| format!("{at}.smtp_url: {e}"))?;
+    let (host, port, tls) = parse_smtp_url(smtp_url).map_err(|e| format!("{at}.smtp_url: {e}"))?;
     let from = cfg.from.as_deref().ok_or_else(|| format!("{at}.from: missing"))?;
     let from = from.parse().map_err(|e| format!("{at}.from: {from:?}: {e}"))?;
     let to = cfg
@@ -135,12 +135,14 @@ fn email_target(cfg: &ReceiverConfig, at: &str) -> Result<Target, String> {
     if to.is_empty() {
         return Err(format!("{at}.to: name at least one address"));
     }
-    if cfg.starttls {
-        return Err(format!("{at}.starttls: this build of ingest has no TLS for SMTP"));
-    }
-    // Plain SMTP, for a relay on the same host or network; builder_dangerous means no TLS.
+    let builder = match (tls, cfg.starttls) {
+        (true, _) => AsyncSmtpTransport::<Tokio1Executor>::relay(&host),
+        (false, true) => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host),
+        // Plain SMTP, for a relay on the same host or network.
+        (false, false) => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)),
+    };
     let mut builder =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(port).timeout(Some(SEND_TIMEOUT));
+        builder.map_err(|e| format!("{at}.smtp_url: {e}"))?.port(port).timeout(Some(SEND_TIMEOUT));
     if let Some(user) = &cfg.username {
         let password = match (&cfg.password, &cfg.password_file) {
             (Some(p), _) => p.clone(),
