@@ -17,6 +17,13 @@ use cel::IdedExpr;
 /// every 0.1 s) loses its oldest samples and so has no value: rules over it change nothing.
 pub const MAX_SAMPLES: usize = 10_000;
 
+/// A series only `delta` and `rate` read keeps about this many samples per window, however
+/// often readings come: those two need only the window's first and last sample, so the samples
+/// in between are thinned to one per `window / THINNED_SAMPLES`. The window's first sample is
+/// then at most that late (10 s of an hour): `delta` over an hour of a meter that reads every
+/// second covers 59 min 50 s to 60 min, and `rate` divides by the span it covers.
+pub const THINNED_SAMPLES: i64 = 360;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Func {
     Avg,
@@ -138,8 +145,18 @@ impl Series {
     /// up to `keep_ms` needs any more: it keeps one sample at or before `ts - keep_ms`, which
     /// shows the series reaches back over the whole window.
     pub fn push(&mut self, ts: i64, value: f64, keep_ms: i64) {
+        self.push_spaced(ts, value, keep_ms, 0);
+    }
+
+    /// [`Series::push`], keeping the samples before the newest at least `spacing_ms` apart: the
+    /// newest is replaced while it is closer than that to the one before it.
+    pub fn push_spaced(&mut self, ts: i64, value: f64, keep_ms: i64, spacing_ms: i64) {
         if self.samples.back().is_some_and(|&(t, _)| ts <= t) {
             return;
+        }
+        let n = self.samples.len();
+        if spacing_ms > 0 && n >= 2 && self.samples[n - 1].0 - self.samples[n - 2].0 < spacing_ms {
+            self.samples.pop_back();
         }
         self.samples.push_back((ts, value));
         let start = ts.saturating_sub(keep_ms);
@@ -234,6 +251,28 @@ mod tests {
             s.push(t, 1.0, i64::MAX / 2);
         }
         assert_eq!(s.len(), MAX_SAMPLES);
+    }
+
+    #[test]
+    fn thinned_series_stay_small_and_keep_delta_and_rate_close() {
+        let hour = 3_600_000;
+        let spacing = hour / THINNED_SAMPLES;
+        let (mut exact, mut thin) = (Series::default(), Series::default());
+        // A meter counting 0.001 m³ a second, read every second for two hours.
+        for s in 0..7_200i64 {
+            let (t, v) = (s * 1_000, s as f64 * 0.001);
+            exact.push(t, v, hour);
+            thin.push_spaced(t, v, hour, spacing);
+        }
+        assert!(exact.len() > 3_600);
+        assert!(thin.len() <= THINNED_SAMPLES as usize + 2, "{} samples", thin.len());
+        let now = 7_199_000;
+        let want = exact.aggregate(Func::Delta, hour, now).unwrap();
+        let got = thin.aggregate(Func::Delta, hour, now).unwrap();
+        assert!((want - got).abs() <= 0.001 * (spacing / 1_000) as f64 + 1e-9, "{want} vs {got}");
+        let rate = thin.aggregate(Func::Rate, hour, now).unwrap();
+        assert!((rate - 0.001).abs() < 1e-9, "rate over the span held: {rate}");
+        assert_eq!(thin.aggregate(Func::Delta, 2 * hour, now), None, "still needs the whole window");
     }
 
     #[test]

@@ -374,9 +374,11 @@ impl Engine {
         if device.gateway != reading.gateway {
             device.gateway = reading.gateway.clone();
         }
-        for ((point, keep_ms), series) in plan.windows.iter().zip(&mut device.windows) {
+        for (((point, keep_ms), spacing), series) in
+            plan.windows.iter().zip(&plan.spacing).zip(&mut device.windows)
+        {
             if let Some(v) = reading.values.get(point).and_then(Value::as_f64) {
-                series.push(ts, v, *keep_ms);
+                series.push_spaced(ts, v, *keep_ms, *spacing);
             }
         }
         // An aggregate has a value only when this reading carries its point.

@@ -30,6 +30,9 @@ pub(super) struct KindPlan {
     pub inhibits: Vec<usize>,
     /// Points with a window series, and the longest window any rule of the kind needs.
     pub windows: Vec<(String, i64)>,
+    /// Per window: the spacing its samples are thinned to when only `delta` and `rate` read it
+    /// ([`crate::window::THINNED_SAMPLES`]); 0 keeps every sample.
+    pub spacing: Vec<i64>,
     /// Sorted by variable name, for [`crate::expr::Bindings`].
     pub aggregates: Vec<PlannedAggregate>,
     pub reads_device: bool,
@@ -84,6 +87,15 @@ impl KindPlan {
             }
         }
         plan.aggregates.sort_by(|a, b| a.variable.cmp(&b.variable));
+        plan.spacing = (0..plan.windows.len())
+            .map(|w| {
+                let mut funcs = plan.aggregates.iter().filter(|a| a.window == w).map(|a| a.func);
+                match funcs.all(|f| matches!(f, Func::Delta | Func::Rate)) {
+                    true => plan.windows[w].1 / crate::window::THINNED_SAMPLES,
+                    false => 0,
+                }
+            })
+            .collect();
         plan
     }
 }
