@@ -111,6 +111,13 @@ fn the_console_api_serves_staff_by_role_and_keeps_what_they_did() {
     assert_eq!(token.get("/metrics").status, 200, "a token reads the metrics");
     assert_eq!(ConsoleClient::with_token(base, "wrong").get("/metrics").status, 401);
     assert_eq!(ConsoleClient::new(base).login("li", "not-her-password").status, 401);
+    // Guessing is throttled per name: the sixth try within 15 min is refused unchecked.
+    for _ in 0..4 {
+        assert_eq!(ConsoleClient::new(base).login("mallory", "guess").status, 401);
+    }
+    assert_eq!(ConsoleClient::new(base).login("mallory", "guess").status, 401);
+    let locked = ConsoleClient::new(base).login("mallory", "guess");
+    assert_eq!(locked.status, 429, "{locked:?}");
 
     let admin = logged_in(base, "admin", "pw-admin");
     let li = logged_in(base, "li", "pw-li");

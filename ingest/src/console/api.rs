@@ -139,13 +139,29 @@ async fn login(
 ) -> ApiResult<Response> {
     let console = c.clone();
     let user = body.user.clone();
-    let session = tokio::task::spawn_blocking(move || console.auth.login(&body.user, &body.password))
+    // Each check holds about 19 MiB for tens of milliseconds: a flood of logins must not
+    // exhaust memory or the blocking threads.
+    let _permit = c.password_checks.acquire().await.map_err(|_| ApiError::busy())?;
+    let now = std::time::Instant::now();
+    let session = tokio::task::spawn_blocking(move || console.auth.login(&body.user, &body.password, now))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let Some((id, csrf, role)) = session else {
-        tracing::warn!("console: failed login for {user:?} from {addr}");
-        c.metrics.console_failed_logins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Err(ApiError::unauthorized("wrong user or password"));
+    let (id, csrf, role) = match session {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("console: failed login for {user:?} from {addr} ({e:?})");
+            c.metrics.console_failed_logins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(match e {
+                super::auth::LoginError::WrongPassword => ApiError::unauthorized("wrong user or password"),
+                super::auth::LoginError::Locked(left) => ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "too many failed logins for {user}; try again in {} min",
+                        left.as_secs() / 60 + 1
+                    ),
+                ),
+            });
+        }
     };
     tracing::info!("console: {user} logged in from {addr}");
     let mut r = Json(json!({ "user": user, "role": role, "csrf": csrf })).into_response();

@@ -1,9 +1,9 @@
 //! Who is calling: users and roles from configuration (argon2 password hashes), sessions in a
 //! cookie with a CSRF token, and API tokens (their SHA-256 in configuration).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -88,6 +88,57 @@ impl Caller {
     }
 }
 
+/// Failed logins a user name may have within [`LOCKOUT`] before it is locked.
+pub const MAX_FAILURES: usize = 5;
+pub const LOCKOUT: Duration = Duration::from_secs(15 * 60);
+/// User names whose failures are remembered at most (names tried need not exist).
+const THROTTLE_NAMES: usize = 10_000;
+
+/// Failed logins by user name: after [`MAX_FAILURES`] within [`LOCKOUT`], the name is locked
+/// until the oldest of them is that old. Guessing a password then takes years; a typo costs
+/// nothing.
+#[derive(Default)]
+pub struct Throttle {
+    failures: HashMap<String, VecDeque<Instant>>,
+}
+
+impl Throttle {
+    /// How long `name` stays locked at `now`, if it is.
+    pub fn locked_for(&mut self, name: &str, now: Instant) -> Option<Duration> {
+        let f = self.failures.get_mut(name)?;
+        while f.front().is_some_and(|&t| now.duration_since(t) >= LOCKOUT) {
+            f.pop_front();
+        }
+        let oldest = *f.front()?;
+        (f.len() >= MAX_FAILURES).then(|| LOCKOUT - now.duration_since(oldest))
+    }
+
+    pub fn failed(&mut self, name: &str, now: Instant) {
+        if self.failures.len() >= THROTTLE_NAMES && !self.failures.contains_key(name) {
+            self.failures.retain(|_, f| f.back().is_some_and(|&t| now.duration_since(t) < LOCKOUT));
+            if self.failures.len() >= THROTTLE_NAMES {
+                return;
+            }
+        }
+        let f = self.failures.entry(name.to_string()).or_default();
+        f.push_back(now);
+        if f.len() > MAX_FAILURES {
+            f.pop_front();
+        }
+    }
+
+    pub fn succeeded(&mut self, name: &str) {
+        self.failures.remove(name);
+    }
+}
+
+/// Why a login was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoginError {
+    WrongPassword,
+    Locked(Duration),
+}
+
 struct Session {
     name: String,
     role: Role,
@@ -101,6 +152,7 @@ pub struct Auth {
     tokens: HashMap<String, TokenConfig>,
     session_ttl: Duration,
     sessions: Mutex<HashMap<String, Session>>,
+    throttle: Mutex<Throttle>,
     /// Verified against when the user is unknown, so both take as long.
     dummy_hash: String,
 }
@@ -183,6 +235,7 @@ impl Auth {
             tokens: by_hash,
             session_ttl,
             sessions: Mutex::new(HashMap::new()),
+            throttle: Mutex::new(Throttle::default()),
             dummy_hash: hash_password("not a password")?,
         })
     }
@@ -193,13 +246,31 @@ impl Auth {
 
     /// Checks a password (slow by design: run off the async threads); a new session's id and
     /// CSRF token on success.
-    pub fn login(&self, name: &str, password: &str) -> Option<(String, String, Role)> {
+    pub fn login(
+        &self,
+        name: &str,
+        password: &str,
+        now: Instant,
+    ) -> Result<(String, String, Role), LoginError> {
+        let throttle = |f: &mut dyn FnMut(&mut Throttle)| {
+            if let Ok(mut t) = self.throttle.lock() {
+                f(&mut t)
+            }
+        };
+        let mut locked = None;
+        throttle(&mut |t| locked = t.locked_for(name, now));
+        if let Some(left) = locked {
+            return Err(LoginError::Locked(left));
+        }
         let user = self.users.get(name);
         let ok = verify(password, user.map_or(&self.dummy_hash, |u| &u.password_hash));
-        let user = user.filter(|_| ok)?;
+        let Some(user) = user.filter(|_| ok) else {
+            throttle(&mut |t| t.failed(name, now));
+            return Err(LoginError::WrongPassword);
+        };
+        throttle(&mut |t| t.succeeded(name));
         let (id, csrf) = (random_token(), random_token());
-        let mut sessions = self.sessions.lock().ok()?;
-        let now = std::time::Instant::now();
+        let mut sessions = self.sessions.lock().map_err(|_| LoginError::WrongPassword)?;
         sessions.retain(|_, s| s.expires > now);
         sessions.insert(
             id.clone(),
@@ -210,7 +281,7 @@ impl Auth {
                 expires: now + self.session_ttl,
             },
         );
-        Some((id, csrf, user.role))
+        Ok((id, csrf, user.role))
     }
 
     pub fn logout(&self, headers: &HeaderMap) {
@@ -287,9 +358,10 @@ mod tests {
     #[test]
     fn passwords_sessions_and_csrf() {
         let a = auth();
-        assert!(a.login("li", "wrong").is_none());
-        assert!(a.login("nobody", "pw-li").is_none());
-        let (id, csrf, role) = a.login("li", "pw-li").unwrap();
+        let now = Instant::now();
+        assert_eq!(a.login("li", "wrong", now), Err(LoginError::WrongPassword));
+        assert_eq!(a.login("nobody", "pw-li", now), Err(LoginError::WrongPassword));
+        let (id, csrf, role) = a.login("li", "pw-li", now).unwrap();
         assert_eq!(role, Role::Operator);
         let get = a.caller(&Method::GET, &with_cookie(&id, None), "t".into()).unwrap();
         assert_eq!((get.name.as_str(), get.role), ("li", Role::Operator));
@@ -300,6 +372,32 @@ mod tests {
         assert!(a.caller(&Method::POST, &with_cookie(&id, Some(&csrf)), "t".into()).is_ok());
         a.logout(&with_cookie(&id, None));
         assert!(a.caller(&Method::GET, &with_cookie(&id, None), "t".into()).is_err(), "logged out");
+    }
+
+    #[test]
+    fn repeated_failures_lock_a_name_for_a_while() {
+        let mut t = Throttle::default();
+        let t0 = Instant::now();
+        for i in 0..MAX_FAILURES as u64 {
+            assert_eq!(t.locked_for("li", t0 + Duration::from_secs(i)), None);
+            t.failed("li", t0 + Duration::from_secs(i));
+        }
+        let at = t0 + Duration::from_secs(60);
+        assert_eq!(t.locked_for("li", at), Some(LOCKOUT - Duration::from_secs(60)));
+        assert_eq!(t.locked_for("wang", at), None, "other names are not locked");
+        assert_eq!(t.locked_for("li", t0 + LOCKOUT), None, "the oldest failure expired");
+        t.failed("li", t0 + LOCKOUT);
+        assert!(t.locked_for("li", t0 + LOCKOUT).is_some(), "five within the window again");
+        t.succeeded("li");
+        assert_eq!(t.locked_for("li", t0 + LOCKOUT), None);
+
+        let a = auth();
+        let now = Instant::now();
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(a.login("li", "guess", now), Err(LoginError::WrongPassword));
+        }
+        assert!(matches!(a.login("li", "pw-li", now), Err(LoginError::Locked(_))), "even the right one");
+        assert!(a.login("li", "pw-li", now + LOCKOUT).is_ok());
     }
 
     #[test]

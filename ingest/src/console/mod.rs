@@ -91,6 +91,8 @@ pub struct Console {
     /// The state database's console tables; `None` when alert state is off.
     pub store: Option<Mutex<store::ConsoleStore>>,
     pub metrics: Arc<Metrics>,
+    /// Password checks running at once.
+    pub password_checks: tokio::sync::Semaphore,
 }
 
 /// The ends the writer keeps: commands to serve and events to push.
@@ -117,8 +119,15 @@ impl Console {
         };
         let (tx, rx) = mpsc::channel(256);
         let (events, _) = broadcast::channel(1024);
-        let console =
-            Console { cfg: cfg.clone(), auth, commands: tx, events: events.clone(), store, metrics };
+        let console = Console {
+            cfg: cfg.clone(),
+            auth,
+            commands: tx,
+            events: events.clone(),
+            store,
+            metrics,
+            password_checks: tokio::sync::Semaphore::new(2),
+        };
         Ok(Some((Arc::new(console), WriterSide { commands: rx, events })))
     }
 }
