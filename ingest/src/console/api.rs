@@ -94,6 +94,10 @@ pub fn router(console: Arc<Console>) -> Router {
             "/assets/app.js",
             get(|| asset(include_str!("assets/app.js"), "text/javascript; charset=utf-8")),
         )
+        .route(
+            "/assets/i18n.js",
+            get(|| asset(include_str!("assets/i18n.js"), "text/javascript; charset=utf-8")),
+        )
         .route("/assets/app.css", get(|| asset(include_str!("assets/app.css"), "text/css; charset=utf-8")))
         .route("/api/v1/login", post(login))
         .merge(api)
