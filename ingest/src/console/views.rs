@@ -231,8 +231,12 @@ pub fn rules_status(m: &Metrics) -> RulesStatus {
 
 pub fn status(p: &Pipeline, m: &Metrics, now: i64, offline_after_ms: i64) -> Status {
     let mut gateways: BTreeMap<&str, GatewayStatus> = BTreeMap::new();
-    let mut devices = Vec::new();
+    // The first LIST_LIMIT devices, offline first, then by name: a bounded max-heap, so a city's
+    // millions of devices are walked once and never all copied or sorted.
+    let mut first: std::collections::BinaryHeap<(bool, &str, &str, &str, i64)> = Default::default();
+    let mut devices_total = 0;
     for (device, gateway, kind, last_seen) in p.engine().devices_seen() {
+        devices_total += 1;
         let online = now.saturating_sub(last_seen) < offline_after_ms;
         let g = gateways.entry(gateway).or_insert_with(|| GatewayStatus {
             gateway: gateway.to_string(),
@@ -245,20 +249,58 @@ pub fn status(p: &Pipeline, m: &Metrics, now: i64, offline_after_ms: i64) -> Sta
         g.devices_online += usize::from(online);
         g.online |= online;
         g.last_seen = g.last_seen.max(last_seen);
-        devices.push(DeviceStatus {
+        first.push((online, device, gateway, kind, last_seen));
+        if first.len() > LIST_LIMIT {
+            first.pop();
+        }
+    }
+    let devices = first
+        .into_sorted_vec()
+        .into_iter()
+        .map(|(online, device, gateway, kind, last_seen)| DeviceStatus {
             device: device.to_string(),
             gateway: gateway.to_string(),
             kind: kind.to_string(),
             online,
             last_seen,
-        });
-    }
-    let devices_total = devices.len();
-    devices.sort_by(|a, b| (a.online, &a.device).cmp(&(b.online, &b.device)));
-    devices.truncate(LIST_LIMIT);
+        })
+        .collect();
     let wal = BTreeMap::from([
         ("pending", m.wal_pending.load(Ordering::Relaxed)),
         ("bytes", m.wal_bytes.load(Ordering::Relaxed)),
     ]);
     Status { gateways: gateways.into_values().collect(), devices, devices_total, rules: rules_status(m), wal }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lists_offline_devices_first_and_at_most_the_limit() {
+        let engine = rules::Engine::new(rules::default_pack().unwrap());
+        let mut p = Pipeline::new(telemetry::Topics::default(), engine);
+        let now = 10_000_000;
+        let n = LIST_LIMIT + 5;
+        for i in 0..n {
+            // Devices 7, 500 and 1002 last read an hour ago: offline after 5 min.
+            let ts = if [7, 500, 1002].contains(&i) { now - 3_600_000 } else { now - 1_000 };
+            let gateway = if i % 2 == 0 { "gw-even" } else { "gw-odd" };
+            let r = telemetry::Reading::new(gateway, &format!("wm-{i:05}"), "water_meter", 1, 1, ts)
+                .with_value("battery_v", 3.6);
+            p.engine_mut().process(&r);
+        }
+        let s = status(&p, &Metrics::default(), now, 300_000);
+        assert_eq!(s.devices_total, n);
+        assert_eq!(s.devices.len(), LIST_LIMIT);
+        let names: Vec<&str> = s.devices.iter().map(|d| d.device.as_str()).collect();
+        assert_eq!(
+            names[..4],
+            ["wm-00007", "wm-00500", "wm-01002", "wm-00000"],
+            "offline first, then by name"
+        );
+        assert!(s.devices[..3].iter().all(|d| !d.online) && s.devices[3..].iter().all(|d| d.online));
+        let even = s.gateways.iter().find(|g| g.gateway == "gw-even").unwrap();
+        assert_eq!((even.devices, even.devices_online, even.online), (503, 501, true));
+    }
 }
