@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ingest::notify::config::{ReceiverConfig, RouteConfig};
-use ingest::notify::{Notifier, NotifyConfig, NotifyMetrics};
+use ingest::notify::{Notifier, NotifyConfig, NotifyHandle, NotifyMetrics};
 use system_tests::{free_port, wait_for, wait_for_port, Proc};
 mod common;
 use common::offline;
@@ -75,6 +75,21 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// A notifier with one route to `mail`, delivering until `stop` turns true.
+fn start_notifier(
+    mail: ReceiverConfig,
+    group_wait: Duration,
+    dir: &Path,
+) -> (NotifyHandle, Arc<NotifyMetrics>, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let routes = vec![RouteConfig { receivers: vec![mail.name.clone()], ..RouteConfig::default() }];
+    let cfg = NotifyConfig { group_wait, routes, receivers: vec![mail], ..NotifyConfig::default() };
+    let metrics = Arc::new(NotifyMetrics::default());
+    let notifier = Notifier::open(&cfg, &dir.join("outbox.sqlite"), metrics.clone()).unwrap();
+    let handle = notifier.handle();
+    let (stop, shutdown) = watch::channel(false);
+    (handle, metrics, stop, tokio::spawn(notifier.run(shutdown)))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grouped_alerts_arrive_as_one_email() {
     let dir = tempfile::tempdir().unwrap();
@@ -87,17 +102,7 @@ async fn grouped_alerts_arrive_as_one_email() {
         to: vec!["duty@example.org".into(), "lead@example.org".into()],
         ..ReceiverConfig::default()
     };
-    let cfg = NotifyConfig {
-        group_wait: Duration::from_millis(200),
-        routes: vec![RouteConfig { receivers: vec!["duty-mail".into()], ..RouteConfig::default() }],
-        receivers: vec![mail],
-        ..NotifyConfig::default()
-    };
-    let metrics = Arc::new(NotifyMetrics::default());
-    let notifier = Notifier::open(&cfg, &dir.path().join("outbox.sqlite"), metrics.clone()).unwrap();
-    let handle = notifier.handle();
-    let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(notifier.run(shutdown));
+    let (handle, metrics, stop, task) = start_notifier(mail, Duration::from_millis(200), dir.path());
     handle.enqueue(&offline(30), &|_| None).unwrap();
 
     let new = smtp.maildir.join("new");
@@ -148,17 +153,7 @@ async fn starttls_required_is_never_sent_in_clear() {
         starttls: true,
         ..ReceiverConfig::default()
     };
-    let cfg = NotifyConfig {
-        group_wait: Duration::from_millis(100),
-        routes: vec![RouteConfig { receivers: vec!["duty-mail".into()], ..RouteConfig::default() }],
-        receivers: vec![mail],
-        ..NotifyConfig::default()
-    };
-    let metrics = Arc::new(NotifyMetrics::default());
-    let notifier = Notifier::open(&cfg, &dir.path().join("outbox.sqlite"), metrics.clone()).unwrap();
-    let handle = notifier.handle();
-    let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(notifier.run(shutdown));
+    let (handle, metrics, stop, task) = start_notifier(mail, Duration::from_millis(100), dir.path());
     handle.enqueue(&offline(2), &|_| None).unwrap();
     let failed = metrics.clone();
     tokio::task::spawn_blocking(move || {

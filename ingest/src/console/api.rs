@@ -210,18 +210,23 @@ async fn ask<T: Send + 'static>(
     let read = Box::new(move |p: &Pipeline| {
         let _ = tx.send(f(p));
     });
-    c.commands.send_timeout(Command::Read(read), WRITER_WAIT).await.map_err(|_| ApiError::busy())?;
-    tokio::time::timeout(WRITER_WAIT, rx).await.map_err(|_| ApiError::busy())?.map_err(|_| ApiError::busy())
+    send_and_wait(c, Command::Read(read), rx).await
+}
+
+/// Sends a command to the writer and waits for its answer; a writer that does not take it or
+/// answer within [`WRITER_WAIT`] is busy (503).
+async fn send_and_wait<T>(c: &Console, cmd: Command, answer: oneshot::Receiver<T>) -> ApiResult<T> {
+    c.commands.send_timeout(cmd, WRITER_WAIT).await.map_err(|_| ApiError::busy())?;
+    tokio::time::timeout(WRITER_WAIT, answer)
+        .await
+        .map_err(|_| ApiError::busy())?
+        .map_err(|_| ApiError::busy())
 }
 
 /// Runs a lifecycle change on the writer; answers once its transitions are out and saved.
 async fn change(c: &Console, f: super::Change) -> ApiResult<Vec<telemetry::AlertMessage>> {
     let (tx, rx) = oneshot::channel();
-    c.commands.send_timeout(Command::Change(f, tx), WRITER_WAIT).await.map_err(|_| ApiError::busy())?;
-    tokio::time::timeout(WRITER_WAIT, rx)
-        .await
-        .map_err(|_| ApiError::busy())?
-        .map_err(|_| ApiError::busy())?
+    send_and_wait(c, Command::Change(f, tx), rx).await?
 }
 
 /// Runs `f` on the console's connection to the state database, off the async threads.
@@ -422,14 +427,7 @@ async fn record_inspection(
     record.who = caller.name.clone();
     record.at = crate::server::now_ms();
     let (tx, rx) = oneshot::channel();
-    c.commands
-        .send_timeout(Command::RecordInspection(record.clone(), tx), WRITER_WAIT)
-        .await
-        .map_err(|_| ApiError::busy())?;
-    tokio::time::timeout(WRITER_WAIT, rx)
-        .await
-        .map_err(|_| ApiError::busy())?
-        .map_err(|_| ApiError::busy())??;
+    send_and_wait(&c, Command::RecordInspection(record.clone(), tx), rx).await??;
     let detail = serde_json::to_string(&record).unwrap_or_default();
     audit_entry(&c, &caller, "inspection_record", &record.device, &detail);
     Ok((StatusCode::CREATED, Json(record)).into_response())
