@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_modbus::client::Context;
 
 use crate::config::{Device, Line};
 use crate::health::{Health, HealthPolicy, Verdict};
@@ -29,7 +28,7 @@ use crate::profile::fmt_duration;
 use crate::publisher::{DeviceStatus, Publisher};
 use crate::register::Sink;
 use crate::schedule::{connect_pause_left, GroupStatus, Schedule};
-pub use crate::transport::{connect, ConnectError, TransportError};
+pub use crate::transport::{connect, open, ConnectError, Connection, TransportError};
 use crate::values::{Layout, Values};
 
 pub fn now_ms() -> i64 {
@@ -147,7 +146,7 @@ pub async fn run_line(
     if devices.is_empty() {
         return;
     }
-    let mut ctx: Option<Context> = None;
+    let mut ctx: Option<Connection> = None;
     // When the connection was opened, and its number (for `pause_after_connect`).
     let mut connected_at = start;
     let mut connection = 0u64;
@@ -194,7 +193,7 @@ pub async fn run_line(
                     line_failure = true;
                     transport_error = Some(format!("{not_read}: {}", down.why));
                 }
-                _ => match connect(&link, cfg.timeout).await {
+                _ => match open(&link, &cfg).await {
                     Ok(c) => {
                         if let Some(down) = line_down.take() {
                             tracing::info!(

@@ -13,7 +13,9 @@
 //!   profiles (`gateway import-csv`). Pure.
 //! - [`planner`]: a profile's points (or one point group's) to the fewest read requests
 //!   (around refused points). Pure.
-//! - [`transport`]: opens a line (TCP, serial port, TCP to a DTU) as a tokio-modbus context.
+//! - [`transport`]: opens a line (TCP, serial port, TCP to a DTU) as a tokio-modbus context,
+//!   or as a [`pipelined`] Modbus TCP connection ([`mbap`] frames, pure) with several reads in
+//!   flight.
 //! - [`bus`]: one task per line: connect, poll each device's point groups when due, keep its
 //!   health. [`schedule`]: each group's slots, staggered across devices, overruns. Pure.
 //! - [`poll`]: one poll of one device, narrowing refused requests on the spot.
@@ -35,7 +37,9 @@ pub mod csv_import;
 pub mod health;
 pub mod inflight;
 pub mod line;
+pub mod mbap;
 pub mod narrow;
+pub mod pipelined;
 pub mod planner;
 pub mod point;
 pub mod poll;

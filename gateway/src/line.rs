@@ -87,7 +87,18 @@ pub struct LineConfig {
     /// otherwise (see [`LineConfig::effective_silent_interval`]).
     #[serde(default, with = "humantime_serde")]
     pub silent_interval: Option<Duration>,
+    /// Reads in flight at once on a `tcp` line (Modbus TCP transaction ids); 1, the default,
+    /// waits for each answer. Only for endpoints that take several requests at once.
+    #[serde(default = "default_max_transactions")]
+    pub max_transactions: u16,
 }
+
+fn default_max_transactions() -> u16 {
+    1
+}
+
+/// The most `max_transactions` may be.
+pub const MAX_TRANSACTIONS: u16 = 16;
 
 /// The character framing of a serial line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,6 +233,15 @@ impl LineConfig {
             ("data_bits", self.data_bits.is_some()),
             ("stop_bits", self.stop_bits.is_some()),
         ];
+        if !(1..=MAX_TRANSACTIONS).contains(&self.max_transactions) {
+            problems
+                .push(format!("max_transactions {} must be 1 to {MAX_TRANSACTIONS}", self.max_transactions));
+        } else if self.max_transactions > 1 && self.transport != Transport::Tcp {
+            problems.push(format!(
+                "max_transactions does not apply to transport {transport} (only to tcp: RTU frames carry no \
+                 transaction id)"
+            ));
+        }
         match self.transport {
             Transport::Tcp | Transport::RtuOverTcp => {
                 for (key, _) in serial_keys.iter().filter(|(_, given)| *given) {
@@ -369,6 +389,25 @@ mod tests {
         assert!(line("transport = \"tcp\"\naddress = \"[::1]:502\"").link().is_ok());
         let err = toml::from_str::<LineConfig>("name = \"l\"\ntransport = \"rtu\"\nparity = \"mark\"");
         assert!(err.unwrap_err().to_string().contains("mark"));
+    }
+
+    #[test]
+    fn max_transactions_is_for_modbus_tcp_only_and_bounded() {
+        let tcp = line("transport = \"tcp\"\naddress = \"127.0.0.1:502\"\nmax_transactions = 8");
+        assert!(tcp.link().is_ok());
+        assert_eq!(tcp.max_transactions, 8);
+        assert_eq!(line("transport = \"tcp\"\naddress = \"h:502\"").max_transactions, 1, "the default");
+        for (keys, why) in [
+            ("transport = \"tcp\"\naddress = \"h:502\"\nmax_transactions = 0", "max_transactions 0 must be 1 to 16"),
+            ("transport = \"tcp\"\naddress = \"h:502\"\nmax_transactions = 17", "max_transactions 17 must be 1 to 16"),
+            (
+                "transport = \"rtu-over-tcp\"\naddress = \"h:4001\"\nmax_transactions = 2",
+                "max_transactions does not apply to transport rtu-over-tcp (only to tcp: RTU frames carry no \
+                 transaction id)",
+            ),
+        ] {
+            assert_eq!(line(keys).link().unwrap_err(), vec![why.to_string()], "{keys}");
+        }
     }
 
     #[test]

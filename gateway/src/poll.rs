@@ -1,23 +1,28 @@
 //! One poll of one device: every request of its plan, one at a time after the line's silent
-//! interval and the model's `pause_between_requests`, each waiting at most the line's timeout. Values are decoded into the reading;
+//! interval and the model's `pause_between_requests`, each waiting at most the line's timeout
+//! (on a pipelined line with no pause to keep, the plan's requests go out together and their
+//! answers are then taken in the same order). Values are decoded into the reading;
 //! a Modbus exception marks that request's points in the reading's `errors`, and an illegal
 //! address in a request of several points is narrowed down on the spot ([`crate::narrow`]) so
 //! the other points still arrive. A timeout or transport error ends the poll: the caller must
 //! drop the connection (a late answer would be taken for the next request's).
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use telemetry::Reading;
 use tokio::time::{timeout, Instant};
 use tokio_modbus::client::Context;
-use tokio_modbus::prelude::{Reader, Slave, SlaveContext};
+use tokio_modbus::prelude::Reader;
+use tokio_modbus::ExceptionCode;
 
 use crate::config::{Device, LineConfig};
+use crate::mbap::Reply;
 use crate::narrow::{is_narrowable, Bisection, DevicePlan, Outcome};
 use crate::planner::ReadRequest;
 use crate::profile::Table;
 use crate::register::{decode_into, Sink};
-use crate::transport::TransportError;
+use crate::transport::{Connection, TransportError};
 
 /// What one request came back with.
 enum Answer {
@@ -54,7 +59,49 @@ pub struct PollTally {
     pub last_exception: Option<String>,
 }
 
-async fn read(ctx: &mut Context, req: &ReadRequest, limit: Duration) -> Answer {
+impl Answer {
+    /// `exception 2: illegal data address`, as the wire contract spells it.
+    fn exception(code: ExceptionCode) -> Answer {
+        let code_number = u8::from(code);
+        let name = code.to_string().to_lowercase();
+        Answer::Exception { code: code_number, why: format!("exception {code_number}: {name}") }
+    }
+
+    fn from_reply(reply: Reply) -> Answer {
+        match reply {
+            Reply::Words(words) => Answer::Data(words),
+            Reply::Exception(code) => Answer::exception(ExceptionCode::new(code)),
+        }
+    }
+}
+
+/// The answers to `reqs`, in order: one batch of up to the connection's window at a time,
+/// up to and including the first that did not come.
+async fn read_pipelined(conn: &mut Connection, reqs: &[ReadRequest], limit: Duration) -> VecDeque<Answer> {
+    let mut answers = VecDeque::with_capacity(reqs.len());
+    let Connection::Pipelined(p) = conn else { return answers };
+    for batch in reqs.chunks(p.window()) {
+        let (replies, failure) = p.read_all(batch, limit).await;
+        answers.extend(replies.into_iter().map(Answer::from_reply));
+        if let Some(cause) = failure {
+            answers.push_back(Answer::Transport(cause));
+            break;
+        }
+    }
+    answers
+}
+
+async fn read(conn: &mut Connection, req: &ReadRequest, limit: Duration) -> Answer {
+    match conn {
+        Connection::Modbus(ctx) => read_one(ctx, req, limit).await,
+        Connection::Pipelined(_) => read_pipelined(conn, std::slice::from_ref(req), limit)
+            .await
+            .pop_front()
+            .unwrap_or_else(|| Answer::Transport(TransportError::Timeout(limit))),
+    }
+}
+
+async fn read_one(ctx: &mut Context, req: &ReadRequest, limit: Duration) -> Answer {
     let bits = |v: Vec<bool>| v.into_iter().map(u16::from).collect::<Vec<_>>();
     let result = match req.table {
         Table::Coil => {
@@ -68,12 +115,7 @@ async fn read(ctx: &mut Context, req: &ReadRequest, limit: Duration) -> Answer {
     };
     match result {
         Ok(Ok(Ok(words))) => Answer::Data(words),
-        Ok(Ok(Err(code))) => {
-            let code_number = u8::from(code);
-            // `exception 2: illegal data address`, as the wire contract spells it.
-            let name = code.to_string().to_lowercase();
-            Answer::Exception { code: code_number, why: format!("exception {code_number}: {name}") }
-        }
+        Ok(Ok(Err(code))) => Answer::exception(code),
         Ok(Err(e)) => Answer::Transport(e.into()),
         Err(_) => Answer::Transport(TransportError::Timeout(limit)),
     }
@@ -84,18 +126,18 @@ async fn read(ctx: &mut Context, req: &ReadRequest, limit: Duration) -> Answer {
 /// must drop the connection. What narrowing learns here is forgotten after the poll; the bus
 /// keeps it per device ([`poll_planned`]).
 pub async fn poll_device(
-    ctx: &mut Context,
+    conn: &mut Connection,
     line: &LineConfig,
     device: &Device,
     reading: &mut Reading,
 ) -> Result<(), PollError> {
     let mut plan = DevicePlan::from_requests(device.plan.clone());
-    poll_planned(ctx, line, device, &mut plan, reading, &mut PollTally::default()).await
+    poll_planned(conn, line, device, &mut plan, reading, &mut PollTally::default()).await
 }
 
 /// A poll's view of the line and the device, for messages and requests.
 struct Poller<'a> {
-    ctx: &'a mut Context,
+    conn: &'a mut Connection,
     line: &'a LineConfig,
     device: &'a Device,
     silent: Duration,
@@ -106,7 +148,7 @@ impl Poller<'_> {
         if !self.silent.is_zero() {
             tokio::time::sleep(self.silent).await;
         }
-        read(self.ctx, req, self.line.timeout).await
+        read(self.conn, req, self.line.timeout).await
     }
 
     fn failure(&self, req: &ReadRequest, cause: TransportError) -> PollError {
@@ -151,19 +193,29 @@ impl Poller<'_> {
 /// points are probed when due and reported in `errors` on every poll, and `tally` counts the
 /// exceptions. Values go to `reading`: a [`Reading`] or the bus's [`crate::values::Values`].
 pub async fn poll_planned(
-    ctx: &mut Context,
+    conn: &mut Connection,
     line: &LineConfig,
     device: &Device,
     plan: &mut DevicePlan,
     reading: &mut impl Sink,
     tally: &mut PollTally,
 ) -> Result<(), PollError> {
-    ctx.set_slave(Slave(device.config.unit));
+    conn.set_unit(device.config.unit);
     let profile = &device.profile;
     let silent = line.effective_silent_interval() + device.profile.pause_between_requests;
-    let mut p = Poller { ctx, line, device, silent };
+    // A pause to keep between requests rules out sending them together.
+    let mut sent_together = if silent.is_zero() && conn.window() > 1 {
+        read_pipelined(conn, &plan.requests, line.timeout).await
+    } else {
+        VecDeque::new()
+    };
+    let mut p = Poller { conn, line, device, silent };
     for req in plan.requests.clone() {
-        match p.read(&req).await {
+        let answer = match sent_together.pop_front() {
+            Some(answer) => answer,
+            None => p.read(&req).await,
+        };
+        match answer {
             Answer::Data(words) => decode_into(profile, &req, &words, reading),
             Answer::Transport(cause) => return Err(p.failure(&req, cause)),
             Answer::Exception { code, why } => {

@@ -1,6 +1,7 @@
-//! Opens a line as a tokio-modbus client [`Context`], whatever its transport: Modbus TCP, RTU
-//! on a serial port (tokio-serial), or RTU frames over a TCP connection to a DTU. The context
-//! is transport-generic from there on; [`crate::bus`] polls through it.
+//! Opens a line as a [`Connection`]: a tokio-modbus client [`Context`], whatever its transport
+//! (Modbus TCP, RTU on a serial port (tokio-serial), or RTU frames over a TCP connection to a
+//! DTU), or, on a Modbus TCP line with `max_transactions` above 1, a [`PipelinedTcp`].
+//! [`crate::poll`] reads through either.
 //!
 //! tokio-modbus has no timeouts (slowtec/tokio-modbus#113): every call is wrapped in one by
 //! the caller, and after a timeout or a transport error the context is dropped, never reused,
@@ -12,10 +13,13 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_modbus::client::{rtu, tcp, Context};
+use tokio_modbus::prelude::SlaveContext;
 use tokio_modbus::Slave;
 use tokio_serial::{SerialPort, SerialPortBuilderExt, SerialStream};
 
-use crate::line::{Link, Parity, SerialFrame};
+use crate::line::{LineConfig, Link, Parity, SerialFrame};
+use crate::mbap::FrameError;
+use crate::pipelined::PipelinedTcp;
 
 /// Why we could not talk on a line: reconnect (the device did not say no, see
 /// [`crate::bus::poll_device`] for Modbus exceptions).
@@ -31,6 +35,46 @@ pub enum TransportError {
     Serial(#[from] tokio_serial::Error),
     #[error("{0}")]
     Modbus(#[from] tokio_modbus::Error),
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+}
+
+/// An open line.
+pub enum Connection {
+    /// One request at a time, through tokio-modbus.
+    Modbus(Context),
+    /// Modbus TCP with several reads in flight.
+    Pipelined(PipelinedTcp),
+}
+
+impl Connection {
+    pub fn set_unit(&mut self, unit: u8) {
+        match self {
+            Connection::Modbus(ctx) => ctx.set_slave(Slave(unit)),
+            Connection::Pipelined(p) => p.set_unit(unit),
+        }
+    }
+
+    /// How many reads may be in flight at once.
+    pub fn window(&self) -> usize {
+        match self {
+            Connection::Modbus(_) => 1,
+            Connection::Pipelined(p) => p.window(),
+        }
+    }
+}
+
+/// Opens the line `link` of `line`: pipelined when it is Modbus TCP with `max_transactions`
+/// above 1, through tokio-modbus otherwise.
+pub async fn open(link: &Link, line: &LineConfig) -> Result<Connection, ConnectError> {
+    match link {
+        Link::Tcp { address } if line.max_transactions > 1 => {
+            let fail = |cause| ConnectError { link: link.to_string(), cause };
+            let stream = tcp_stream(address, line.timeout).await.map_err(fail)?;
+            Ok(Connection::Pipelined(PipelinedTcp::new(stream, line.max_transactions as usize)))
+        }
+        _ => connect(link, line.timeout).await,
+    }
 }
 
 /// A line that could not be opened.
@@ -42,22 +86,22 @@ pub struct ConnectError {
     pub cause: TransportError,
 }
 
-/// Opens `link` within `limit` (TCP: name lookup and connect; a serial port opens at once
-/// or fails). The context starts on unit 1; the poller sets each device's unit.
-pub async fn connect(link: &Link, limit: Duration) -> Result<Context, ConnectError> {
+/// Opens `link` through tokio-modbus within `limit` (TCP: name lookup and connect; a serial
+/// port opens at once or fails). The context starts on unit 1; the poller sets each device's
+/// unit.
+pub async fn connect(link: &Link, limit: Duration) -> Result<Connection, ConnectError> {
     let fail = |cause| ConnectError { link: link.to_string(), cause };
-    match link {
-        Link::Tcp { address } => {
-            Ok(tcp::attach_slave(tcp_stream(address, limit).await.map_err(fail)?, Slave(1)))
-        }
+    let ctx = match link {
+        Link::Tcp { address } => tcp::attach_slave(tcp_stream(address, limit).await.map_err(fail)?, Slave(1)),
         Link::RtuOverTcp { address } => {
-            Ok(rtu::attach_slave(tcp_stream(address, limit).await.map_err(fail)?, Slave(1)))
+            rtu::attach_slave(tcp_stream(address, limit).await.map_err(fail)?, Slave(1))
         }
         Link::Rtu { port, frame } => {
             let stream = open_serial(port, frame).map_err(|e| fail(e.into()))?;
-            Ok(rtu::attach_slave(stream, Slave(1)))
+            rtu::attach_slave(stream, Slave(1))
         }
-    }
+    };
+    Ok(Connection::Modbus(ctx))
 }
 
 /// Resolves and connects `address` within `limit`, with Nagle off: requests are a few bytes

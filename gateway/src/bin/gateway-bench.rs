@@ -6,7 +6,7 @@
 //! published, and requests per cycle counted by the simulator against the planner's minimum.
 //!
 //! cargo run --release -p gateway --bin gateway-bench -- [--devices 1000] [--points 100]
-//!     [--lines 5] [--interval 1s] [--duration 60s] [--warm-up 10s]
+//!     [--lines 5] [--interval 1s] [--duration 60s] [--warm-up 10s] [--max-transactions 1]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -38,6 +38,9 @@ struct Args {
     /// The start of the run left out of the rates (connections, first polls).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     warm_up: Duration,
+    /// Reads in flight at once on each line (the lines' `max_transactions`).
+    #[arg(long, default_value_t = 1)]
+    max_transactions: u16,
     /// Internal: run the gateway on this config (the child process).
     #[arg(long, hide = true)]
     run_gateway: Option<PathBuf>,
@@ -170,8 +173,10 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         tokio::spawn(gateway::sim::serve(listener, sim.clone(), stop_rx.clone()));
-        config +=
-            &format!("\n[[line]]\nname = \"line-{line}\"\ntransport = \"tcp\"\naddress = \"{address}\"\n");
+        config += &format!(
+            "\n[[line]]\nname = \"line-{line}\"\ntransport = \"tcp\"\naddress = \"{address}\"\nmax_transactions = {}\n",
+            args.max_transactions
+        );
         for d in sim.devices() {
             config += &format!(
                 "\n[[device]]\nid = \"{}\"\nline = \"line-{line}\"\nunit = {}\nprofile = \"{name}\"\ninterval = \"{interval}\"\n",
@@ -239,6 +244,7 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
         "devices": devices,
         "points_per_device": args.points,
         "lines": args.lines,
+        "max_transactions": args.max_transactions,
         "interval_s": args.interval.as_secs_f64(),
         "run_s": (total * 10.0).round() / 10.0,
         "window_s": (window * 10.0).round() / 10.0,

@@ -92,8 +92,10 @@ pub async fn serve(
 ) -> io::Result<()> {
     let server = tcp::Server::new(listener);
     let new_service = move |_peer: SocketAddr| Ok(Some(Service { sim: sim.clone(), framing: Framing::Mbap }));
-    let on_connected = |stream, peer| {
+    let on_connected = |stream: tokio::net::TcpStream, peer| {
         let new_service = new_service.clone();
+        // Each answer goes out at once, also when several requests came together.
+        let _ = stream.set_nodelay(true);
         async move { tcp::accept_tcp_connection(stream, peer, new_service) }
     };
     let on_error = |err| tracing::warn!("simulator connection: {err}");

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gateway::bus::{connect, poll_device};
+use gateway::bus::{open, poll_device};
 use gateway::config::{Line, Link};
 use gateway::sim::{SimDevice, SimPlan, Simulator, KIND_PROFILES};
 use gateway::GatewayConfig;
@@ -43,9 +43,9 @@ pub fn sim_line(sim: &Simulator, link: &Link, extra: &str) -> Line {
     GatewayConfig::from_toml(&text).unwrap().build().unwrap().remove(0)
 }
 
-/// Polls every device of `line` once, in order, on one connection.
+/// Polls every device of `line` once, in order, on one connection (opened as the bus would).
 pub async fn poll_line(line: &Line) -> Vec<Reading> {
-    let mut ctx = connect(&line.link, Duration::from_secs(2)).await.unwrap();
+    let mut ctx = open(&line.link, &line.config).await.unwrap();
     let mut readings = Vec::new();
     for d in &line.devices {
         let mut r = Reading::new("gw-t", &d.config.id, &d.profile.kind, 1, 0, FROZEN_AT);
