@@ -21,14 +21,19 @@ fn metric(port: u16, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// One field of /proc/PID/status, in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
         .find_map(|l| {
-            l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            l.strip_prefix(field).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
 }
 
 fn main() {
@@ -89,7 +94,14 @@ fn main() {
             publish_readings(port, &format!("gw-soak-{}", round % 8), 200, 10, Duration::ZERO);
             round += 1;
             if Instant::now() >= next_sample {
-                samples.push((t.duration_since(end - soak).as_secs(), rss_kib(ingest.child.id())));
+                let pid = ingest.child.id();
+                // Anonymous memory is the heap; file-backed pages are mapped files.
+                samples.push((
+                    t.duration_since(end - soak).as_secs(),
+                    rss_kib(pid),
+                    status_kib(pid, "RssAnon:"),
+                    status_kib(pid, "RssFile:"),
+                ));
                 next_sample += Duration::from_secs(10);
             }
             if let Some(rest) = Duration::from_secs(1).checked_sub(t.elapsed()) {
@@ -111,7 +123,8 @@ fn main() {
             "ingest_readings_per_second": rate(ingest_done),
             "ingest_vs_mosquitto_sub": rate(ingest_done) / rate(sub_done),
             "ingest_rss_kib_after_burst": rss_after_burst,
-            "soak_rss_kib": samples.iter().map(|(t, kib)| serde_json::json!([t, kib])).collect::<Vec<_>>(),
+            "soak_rss_kib": samples.iter().map(|(t, kib, _, _)| serde_json::json!([t, kib])).collect::<Vec<_>>(),
+            "soak_rss_anon_file_kib": samples.iter().map(|(t, _, anon, file)| serde_json::json!([t, anon, file])).collect::<Vec<_>>(),
         })
     );
 }
