@@ -34,6 +34,8 @@ pub mod profiles;
 pub mod registry;
 pub mod rule_file;
 pub mod template;
+#[cfg(test)]
+mod test_support;
 pub mod unit_test;
 pub mod window;
 

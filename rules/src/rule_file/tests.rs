@@ -1,16 +1,9 @@
 use super::*;
+use crate::test_support::{
+    ELEVATOR_NO_DATA_RULE, FAULT_CODE_AND_BITS_RULES, GATEWAY_NO_DATA_RULE, OVER_PRESSURE_RULE,
+};
 
-const GOOD: &str = r#"
-[[rule]]
-id = "boiler.over_pressure"
-kinds = ["boiler"]
-when = "pressure_mpa > 1.25"
-clear = "pressure_mpa < 1.19"
-for = "5s"
-severity = "critical"
-summary = "{device.id} over pressure {pressure_mpa} MPa"
-source = "TSG 11-2020"
-
+const ELEVATOR_TRAPPED_RULE: &str = r#"
 [[rule]]
 id = "elevator.trapped"
 kinds = ["elevator"]
@@ -19,14 +12,20 @@ severity = "critical"
 summary = "trapped"
 "#;
 
+/// Two threshold rules: boiler.over_pressure with `clear`, `for` and `source` from line 2,
+/// elevator.trapped with none of them from line 12.
+fn good() -> String {
+    [OVER_PRESSURE_RULE, ELEVATOR_TRAPPED_RULE].concat()
+}
+
 #[test]
 fn parses_a_good_file() {
-    let set = RuleSet::parse("good.toml", GOOD).unwrap();
+    let set = RuleSet::parse("good.toml", &good()).unwrap();
     assert_eq!(set.rules.len(), 2);
     let r = &set.rules[0];
     assert_eq!(
         (r.id.as_str(), r.hold_for, r.severity, r.line),
-        ("boiler.over_pressure", Duration::from_secs(5), Severity::Critical, 2)
+        ("boiler.over_pressure", Duration::from_secs(2), Severity::Critical, 2)
     );
     assert!(matches!(&r.rule_type, RuleType::Threshold { clear: Some(_), .. }));
     assert_eq!(set.rules[1].hold_for, Duration::ZERO);
@@ -39,7 +38,7 @@ fn errors(text: &str) -> Vec<String> {
 
 #[test]
 fn expression_errors_point_into_the_expression() {
-    let text = GOOD.replace("pressure_mpa > 1.25", "pressure_mpa > > 1.25");
+    let text = good().replace("pressure_mpa > 1.25", "pressure_mpa > > 1.25");
     // `when = "pressure_mpa > > 1.25"` is line 5; the second `>` is column 24.
     assert_eq!(errors(&text).len(), 1);
     assert!(errors(&text)[0].starts_with("f.toml:5:24: when: "), "{:?}", errors(&text));
@@ -47,8 +46,8 @@ fn expression_errors_point_into_the_expression() {
 
 #[test]
 fn every_problem_is_reported_with_its_position() {
-    let text = GOOD
-        .replace("for = \"5s\"", "for = \"5 parsecs\"")
+    let text = good()
+        .replace("for = \"2s\"", "for = \"5 parsecs\"")
         .replace(
             "severity = \"critical\"\nsummary = \"trapped\"",
             "severity = \"urgent\"\nsummary = \"trapped {\"",
@@ -66,7 +65,7 @@ fn every_problem_is_reported_with_its_position() {
 
 #[test]
 fn schema_errors_name_the_line() {
-    let errs = errors(&GOOD.replace("source = ", "sauce = "));
+    let errs = errors(&good().replace("source = ", "sauce = "));
     assert!(errs[0].starts_with("f.toml:10:1: unknown field `sauce`"), "{errs:?}");
     let errs = errors("[[rule]]\nid = \"x\"\n");
     assert!(errs[0].starts_with("f.toml:1:1: missing field"), "{errs:?}");
@@ -76,7 +75,7 @@ fn schema_errors_name_the_line() {
 
 #[test]
 fn ids_must_be_unique_across_files() {
-    let err = RuleSet::merge(&[("a.toml", GOOD), ("b.toml", GOOD)]).unwrap_err();
+    let err = RuleSet::merge(&[("a.toml", &good()), ("b.toml", &good())]).unwrap_err();
     assert_eq!(err.len(), 2);
     assert_eq!(
         err[0].to_string(),
@@ -84,47 +83,15 @@ fn ids_must_be_unique_across_files() {
     );
 }
 
-const KINDS: &str = r#"
-[[rule]]
-id = "elevator.passenger_trapped"
-kinds = ["elevator"]
-type = "fault_code"
-point = "fault_code"
-codes = { 5 = "passenger_trapped", 8 = "trapped_outside_door_zone" }
-for = "2s"
-severity = "critical"
-summary = "{device.id} {code_name} ({code})"
-
-[[rule]]
-id = "boiler.alarm"
-kinds = ["boiler"]
-type = "bits"
-point = "alarm_bits"
-bits = { 0 = "over_pressure", 5 = "burner_fault" }
-per_code = true
-severity = "major"
-summary = "{device.id} {code_name}"
-
-[[rule]]
-id = "elevator.no_data"
-kinds = ["elevator"]
-type = "no_data"
-after = "2m"
-severity = "major"
-summary = "{device.id} silent for {after}"
-
-[[rule]]
-id = "gateway.no_data"
-kinds = ["*"]
-type = "gateway_no_data"
-after = "2m"
-severity = "major"
-summary = "{device.gateway} silent"
-"#;
+/// One rule of each type but threshold and inspection, from lines 2, 12, 22 and 30: fault_code,
+/// bits, no_data, gateway_no_data.
+fn rule_types() -> String {
+    [FAULT_CODE_AND_BITS_RULES, ELEVATOR_NO_DATA_RULE, GATEWAY_NO_DATA_RULE].concat()
+}
 
 #[test]
 fn parses_every_rule_type() {
-    let set = RuleSet::parse("kinds.toml", KINDS).unwrap_or_else(|d| panic!("{d:?}"));
+    let set = RuleSet::parse("kinds.toml", &rule_types()).unwrap_or_else(|d| panic!("{d:?}"));
     let types: Vec<&str> = set.rules.iter().map(|r| r.rule_type.name()).collect();
     assert_eq!(types, ["fault_code", "bits", "no_data", "gateway_no_data"]);
     let RuleType::FaultCode(codes) = &set.rules[0].rule_type else { panic!() };
@@ -140,7 +107,7 @@ fn parses_every_rule_type() {
 
 #[test]
 fn keys_must_fit_the_rule_type() {
-    let text = KINDS
+    let text = rule_types()
         .replace("type = \"no_data\"\n", "type = \"no_data\"\nwhen = \"x > 1\"\n")
         .replace("bits = { 0 = \"over_pressure\"", "bits = { 64 = \"over_pressure\"")
         .replace("codes = { 5 = \"passenger_trapped\"", "codes = { five = \"passenger_trapped\"")
@@ -171,7 +138,7 @@ fn keys_must_fit_the_rule_type() {
 
 #[test]
 fn window_calls_are_checked_where_they_are_written() {
-    let text = GOOD.replace("pressure_mpa > 1.25", "avg(pressure_mpa, '5 parsecs') > 1.25");
+    let text = good().replace("pressure_mpa > 1.25", "avg(pressure_mpa, '5 parsecs') > 1.25");
     let errs = errors(&text);
     assert!(errs[0].starts_with("f.toml:5:9: when: `avg`: window `5 parsecs`"), "{errs:?}");
 }
@@ -186,11 +153,11 @@ when = "burner_fault"
 severity = "major"
 summary = "x"
 "#;
-    let err = RuleSet::merge(&[("a.toml", KINDS), ("b.toml", other)]).unwrap_err();
+    let err = RuleSet::merge(&[("a.toml", &rule_types()), ("b.toml", other)]).unwrap_err();
     assert_eq!(
         err[0].to_string(),
         "b.toml:2:1: alert id `boiler.alarm.burner_fault` of rule `boiler.alarm.burner_fault` is already used by rule `boiler.alarm` at a.toml:12"
     );
-    let errs = errors(&format!("{KINDS}{other}"));
+    let errs = errors(&format!("{}{other}", rule_types()));
     assert!(errs[0].starts_with("f.toml:39:6: alert id `boiler.alarm.burner_fault`"), "{errs:?}");
 }

@@ -2,6 +2,7 @@ use telemetry::AlertStatus;
 
 use super::*;
 use crate::date::CHINA_UTC_OFFSET_MS;
+use crate::test_support;
 use crate::RuleSet;
 
 const RULES: &str = r#"
@@ -40,7 +41,7 @@ boiler-1,boiler,1号锅炉,南城街道,2019-05-10,2025-06-01,2026-06-01,1.25
 ";
 
 fn engine() -> Engine {
-    let mut e = Engine::new(RuleSet::parse("r.toml", RULES).unwrap_or_else(|d| panic!("{d:?}")));
+    let mut e = test_support::engine(RULES);
     e.set_registry(registry(REGISTRY));
     e
 }
@@ -64,7 +65,7 @@ fn seen(messages: &[AlertMessage]) -> Vec<(AlertStatus, &str, &str, &str)> {
 fn registry_attributes_reach_conditions_and_summaries() {
     let mut e = engine();
     let reading =
-        |ts, p| Reading::new("gw-1", "boiler-1", "boiler", 1, ts as u64, ts).with_value("pressure_mpa", p);
+        |ts, p| test_support::reading("gw-1", "boiler-1", "boiler", ts).with_value("pressure_mpa", p);
     assert!(e.process(&reading(1_000, 1.2)).is_empty());
     let fired = e.process(&reading(2_000, 1.3));
     assert_eq!(
@@ -164,7 +165,7 @@ fn a_due_date_that_moves_resolves_the_alert_and_raises_one_for_the_new_date() {
 fn maintenance_is_tracked_from_the_signal_and_the_registry() {
     let mut e = engine();
     let lift = |ts: Ts, mode: i64| {
-        Reading::new("gw-1", "elev-1", "elevator", 1, ts as u64, ts).with_value("service_mode", mode)
+        test_support::reading("gw-1", "elev-1", "elevator", ts).with_value("service_mode", mode)
     };
     e.process(&lift(at("2026-03-01"), 1));
     e.process(&lift(at("2026-03-02"), 0));
@@ -186,7 +187,7 @@ fn maintenance_is_tracked_from_the_signal_and_the_registry() {
     assert_eq!((m.len(), m[0].status), (1, AlertStatus::Resolved));
     // A device the registry does not know: 15 days from its first reading.
     let other =
-        |ts: Ts| Reading::new("gw-1", "elev-x", "elevator", 1, ts as u64, ts).with_value("service_mode", 0);
+        |ts: Ts| test_support::reading("gw-1", "elev-x", "elevator", ts).with_value("service_mode", 0);
     e.process(&other(at("2026-03-20")));
     assert!(e.tick(at("2026-04-04")).iter().all(|m| m.device != "elev-x"));
     let m = e.tick(at("2026-04-05"));

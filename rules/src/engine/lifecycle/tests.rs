@@ -3,6 +3,7 @@
 use telemetry::{AlertStatus, Reading};
 
 use super::*;
+use crate::test_support::{elevator, engine, reading, row, rows, Row};
 use crate::RuleSet;
 
 const RULES: &str = r#"
@@ -39,28 +40,14 @@ severity = "critical"
 summary = "{device.id} no data"
 "#;
 
-fn engine() -> Engine {
-    Engine::new(RuleSet::parse("r.toml", RULES).unwrap_or_else(|d| panic!("{d:?}")))
-}
-
-fn elevator(dev: &str, ts: i64, fault: i64) -> Reading {
-    Reading::new("gw-1", dev, "elevator", 1, ts as u64, ts).with_value("fault_code", fault)
-}
-
-/// (ts, status, rule, device, summary)
-type Row = (i64, AlertStatus, String, String, String);
-
-fn rows(messages: Vec<AlertMessage>) -> Vec<Row> {
-    messages.into_iter().map(|m| (m.ts, m.status, m.rule, m.device, m.summary)).collect()
-}
-
 /// The rows of fault alerts only (not no-data).
 fn faults(messages: Vec<AlertMessage>) -> Vec<Row> {
     rows(messages).into_iter().filter(|r| r.2 != "elevator.no_data").collect()
 }
 
-fn row(ts: i64, status: AlertStatus, rule: &str, device: &str, summary: &str) -> Row {
-    (ts, status, rule.into(), device.into(), summary.into())
+/// A reading of e1's door, open or closed.
+fn door(ts: Ts, open: bool) -> Reading {
+    reading("gw-1", "e1", "elevator", ts).with_value("door_open", open)
 }
 
 fn silence(matchers: Matchers, starts_ms: Ts, ends_ms: Ts) -> Silence {
@@ -69,8 +56,8 @@ fn silence(matchers: Matchers, starts_ms: Ts, ends_ms: Ts) -> Silence {
 
 #[test]
 fn acknowledge_records_who_and_stops_reminders() {
-    let mut e = engine();
-    e.process(&elevator("e1", 0, 5));
+    let mut e = engine(RULES);
+    e.process(&elevator("gw-1", "e1", 0, 5));
     let err = e.acknowledge("elevator.trapped", "e2", "li", "", 1_000).unwrap_err();
     assert_eq!(err, LifecycleError::NotFiring { rule: "elevator.trapped".into(), device: "e2".into() });
     let err = e.acknowledge("nope", "e1", "li", "", 1_000).unwrap_err();
@@ -96,13 +83,13 @@ fn acknowledge_records_who_and_stops_reminders() {
     let ack = e.acknowledgement("elevator.trapped", "e1").unwrap();
     assert_eq!((ack.who.as_str(), ack.at_ms, ack.comment.as_str()), ("li", 601_000, "on site"));
     // Resolving forgets the ack; the next firing is a new alert.
-    assert_eq!(e.process(&elevator("e1", 1_301_000, 0))[0].status, AlertStatus::Resolved);
+    assert_eq!(e.process(&elevator("gw-1", "e1", 1_301_000, 0))[0].status, AlertStatus::Resolved);
     assert!(e.acknowledgement("elevator.trapped", "e1").is_none());
 }
 
 #[test]
 fn a_silenced_alert_is_marked_and_sent_once_the_silence_ends() {
-    let mut e = engine();
+    let mut e = engine(RULES);
     let by_device = Matchers { device: Some("e1".into()), ..Matchers::default() };
     let id = e.add_silence(silence(by_device, 0, 10_000)).unwrap();
     assert_eq!(id, "silence-1");
@@ -111,13 +98,13 @@ fn a_silenced_alert_is_marked_and_sent_once_the_silence_ends() {
     assert_eq!(e.silences().len(), 2);
     let mut all = Vec::new();
     for (ts, dev, fault) in [(1_000, "e1", 5), (1_000, "e2", 5), (2_000, "e1", 5)] {
-        all.extend(rows(e.process(&elevator(dev, ts, fault))));
+        all.extend(rows(e.process(&elevator("gw-1", dev, ts, fault))));
         all.extend(faults(e.tick(ts)));
     }
     all.extend(faults(e.tick(9_999)));
     all.extend(faults(e.tick(10_000)));
     // The rule silence: a new alert of e3 during it, the alert of e2 sent before it stays.
-    all.extend(rows(e.process(&elevator("e3", 150_000, 5))));
+    all.extend(rows(e.process(&elevator("gw-1", "e3", 150_000, 5))));
     all.extend(faults(e.tick(150_000)));
     assert!(e.remove_silence("silence-2").is_some());
     all.extend(faults(e.tick(151_000)));
@@ -137,20 +124,20 @@ fn a_silenced_alert_is_marked_and_sent_once_the_silence_ends() {
 
 #[test]
 fn silences_match_town_gateway_and_kind_and_are_validated() {
-    let mut e = engine();
+    let mut e = engine(RULES);
     let mut attributes = std::collections::BTreeMap::new();
     attributes.insert("town".to_string(), telemetry::Value::Text("东城街道".into()));
     e.set_attributes("e1", attributes);
     let town =
         Matchers { town: Some("东城街道".into()), kind: Some("elevator".into()), ..Matchers::default() };
     e.add_silence(silence(town, 0, 60_000)).unwrap();
-    let out = e.process(&elevator("e1", 1_000, 5));
+    let out = e.process(&elevator("gw-1", "e1", 1_000, 5));
     assert_eq!(out[0].status, AlertStatus::Silenced);
-    let out = e.process(&elevator("e2", 1_000, 5));
+    let out = e.process(&elevator("gw-1", "e2", 1_000, 5));
     assert_eq!(out[0].status, AlertStatus::Firing, "another town");
     let gateway = Matchers { gateway: Some("gw-1".into()), ..Matchers::default() };
     e.add_silence(Silence { id: "site".into(), ..silence(gateway.clone(), 0, 60_000) }).unwrap();
-    assert_eq!(e.process(&elevator("e3", 1_000, 5))[0].status, AlertStatus::Silenced);
+    assert_eq!(e.process(&elevator("gw-1", "e3", 1_000, 5))[0].status, AlertStatus::Silenced);
     let dup = e.add_silence(Silence { id: "site".into(), ..silence(gateway.clone(), 0, 60_000) });
     assert_eq!(dup, Err(LifecycleError::DuplicateSilence("site".into())));
     assert!(matches!(e.add_silence(silence(gateway, 5, 5)), Err(LifecycleError::EmptySilence(_))));
@@ -159,12 +146,13 @@ fn silences_match_town_gateway_and_kind_and_are_validated() {
 
 #[test]
 fn maintenance_inhibits_new_fault_alerts_but_not_their_resolve() {
-    let mut e = engine();
-    let r = |ts: i64, mode: i64, fault: i64| elevator("e1", ts, fault).with_value("service_mode", mode);
+    let mut e = engine(RULES);
+    let r =
+        |ts: i64, mode: i64, fault: i64| elevator("gw-1", "e1", ts, fault).with_value("service_mode", mode);
     let mut all = Vec::new();
     all.extend(rows(e.process(&r(0, 1, 5))));
     // A reading without the signal: the latest answer (maintenance) stands.
-    all.extend(rows(e.process(&elevator("e1", 1_000, 5))));
+    all.extend(rows(e.process(&elevator("gw-1", "e1", 1_000, 5))));
     all.extend(rows(e.process(&r(2_000, 0, 5))));
     all.extend(rows(e.process(&r(3_000, 1, 5))));
     all.extend(rows(e.process(&r(4_000, 1, 0))));
@@ -179,10 +167,7 @@ fn maintenance_inhibits_new_fault_alerts_but_not_their_resolve() {
 
 #[test]
 fn a_flapping_alert_holds_its_resolve_until_clear_for_the_hold_time() {
-    let mut e = engine();
-    let door = |ts: i64, open: bool| {
-        Reading::new("gw-1", "e1", "elevator", 1, ts as u64, ts).with_value("door_open", open)
-    };
+    let mut e = engine(RULES);
     let mut all = Vec::new();
     // Fires at 2 s, 12 s, 22 s (the third firing within 1 min: flapping), clears in between.
     for ts in (0..=60).map(|s| s * 1_000) {
@@ -206,10 +191,7 @@ fn a_flapping_alert_holds_its_resolve_until_clear_for_the_hold_time() {
 
 #[test]
 fn a_flapping_alert_that_fires_again_while_held_stays_one_alert() {
-    let mut e = engine();
-    let door = |ts: i64, open: bool| {
-        Reading::new("gw-1", "e1", "elevator", 1, ts as u64, ts).with_value("door_open", open)
-    };
+    let mut e = engine(RULES);
     let mut statuses = Vec::new();
     for (ts, open) in [(0, true), (2_000, true), (3_000, false), (4_000, true), (6_000, true), (7_000, false)]
         .into_iter()
@@ -243,8 +225,8 @@ fn a_flapping_alert_that_fires_again_while_held_stays_one_alert() {
 
 #[test]
 fn reminders_default_to_critical_alerts_every_30_minutes() {
-    let mut e = engine();
-    e.process(&elevator("e1", 0, 0));
+    let mut e = engine(RULES);
+    e.process(&elevator("gw-1", "e1", 0, 0));
     let mut all = Vec::new();
     for ts in [60_000, 1_859_000, 1_860_000, 3_659_000, 3_660_000] {
         all.extend(rows(e.tick(ts)));
@@ -257,12 +239,12 @@ fn reminders_default_to_critical_alerts_every_30_minutes() {
             row(3_660_000, AlertStatus::Firing, "elevator.no_data", "e1", "[reminder] e1 no data"),
         ]
     );
-    let mut e = engine();
+    let mut e = engine(RULES);
     e.set_lifecycle_defaults(LifecycleDefaults {
         critical_repeat_every: Duration::ZERO,
         ..Default::default()
     });
-    e.process(&elevator("e1", 0, 0));
+    e.process(&elevator("gw-1", "e1", 0, 0));
     assert_eq!(e.tick(60_000).len(), 1);
     assert!(e.tick(7_200_000).is_empty(), "no reminders");
 }

@@ -4,6 +4,7 @@ use telemetry::{AlertStatus, Reading};
 
 use super::*;
 use crate::engine::{Matchers, Silence};
+use crate::test_support::{self, engine};
 use crate::AlertState;
 
 const RULES: &str = r#"
@@ -41,14 +42,9 @@ severity = "major"
 summary = "{device.gateway} silent"
 "#;
 
-fn engine(rules: &str) -> Engine {
-    Engine::new(RuleSet::parse("r.toml", rules).unwrap_or_else(|d| panic!("{d:?}")))
-}
-
+/// A boiler's reading with its pressure and alarm bits.
 fn boiler(dev: &str, ts: i64, p: f64, bits: i64) -> Reading {
-    Reading::new("gw", dev, "boiler", 1, ts as u64, ts)
-        .with_value("pressure_mpa", p)
-        .with_value("alarm_bits", bits)
+    test_support::boiler(dev, ts, p).with_value("alarm_bits", bits)
 }
 
 /// Runs the same inputs through one engine, and through one restarted from a JSON snapshot
