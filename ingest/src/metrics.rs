@@ -166,7 +166,36 @@ impl Metrics {
             "1 once the subscriptions are acknowledged.",
             up(&self.subscribed),
         );
+        render_process(&mut out);
         out
+    }
+}
+
+/// The Prometheus client libraries' standard process metrics, from /proc (Linux; left out
+/// elsewhere): what a soak watches, on every dashboard.
+fn render_process(out: &mut String) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+    };
+    if let Some(rss) = kib("VmRSS:") {
+        gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", (rss * 1024) as f64);
+    }
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // After the command name (which may hold spaces): state is field 0, utime 11, stime 12, in
+    // clock ticks of 1/100 s (USER_HZ).
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    if let (Some(user), Some(system)) = (ticks(11), ticks(12)) {
+        let seconds = (user + system) as f64 / 100.0;
+        counter(
+            out,
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            seconds,
+        );
     }
 }
 
@@ -184,6 +213,9 @@ mod tests {
         assert!(text.contains("\ningest_messages_received_total 5\n"), "{text}");
         assert!(text.contains("\ningest_write_seconds_total 1.5\n"), "{text}");
         assert!(text.contains("\ningest_wal_oldest_age_seconds 10\n"), "{text}");
+        let rss = text.lines().find_map(|l| l.strip_prefix("process_resident_memory_bytes ")).unwrap();
+        assert!(rss.parse::<f64>().unwrap() > 1e6, "{rss}");
+        assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
             assert!(!name.is_empty() && value.parse::<f64>().is_ok(), "{line}");
