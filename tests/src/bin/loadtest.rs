@@ -5,12 +5,44 @@
 //! cargo run --release -p system-tests --bin loadtest -- [READINGS] [DEVICES] [SOAK_SECONDS] [RULES]
 //!
 //! With SOAK_SECONDS, it then keeps publishing at a steady rate for that long and samples
-//! ingest's resident memory every 10 s. RULES (a rule file or folder) replaces the default pack.
+//! ingest's resident memory every 10 s. Before anything else it then gives the soak's devices
+//! an hour of history (a reading every 10 s, older than all the rest), so the rules' hour-long
+//! windows are full and the soak sees ingest in its steady state, as after an hour of running.
+//! RULES (a rule file or folder) replaces the default pack.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use system_tests::{free_port, publish_readings, start_ingest, wait_for, Mosquitto, Victoria};
+use system_tests::{free_port, publish, publish_readings, start_ingest, wait_for, Mosquitto, Victoria};
+
+/// The soak's devices (`wm-load-0000` …).
+const SOAK_DEVICES: usize = 200;
+/// History given to each before the soak: an hour, one reading every 10 s.
+const HISTORY_READINGS: usize = 360;
+
+/// An hour of readings of each soak device, ending an hour ago (the soak's own readings are
+/// stamped from an hour ago on).
+fn history() -> Vec<telemetry::Reading> {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let start = now - 7_200_000;
+    (0..HISTORY_READINGS)
+        .flat_map(|i| {
+            (0..SOAK_DEVICES).map(move |d| {
+                telemetry::Reading::new(
+                    "gw-history",
+                    &format!("wm-load-{d:04}"),
+                    "water_meter",
+                    start as u64,
+                    i as u64,
+                    start + i as i64 * 10_000,
+                )
+                .with_value("forward_total_m3", 990.0 + d as f64 + i as f64 * 0.001)
+                .with_value("battery_v", 3.6)
+            })
+        })
+        .collect()
+}
 
 fn metric(port: u16, name: &str) -> f64 {
     let text =
@@ -58,6 +90,14 @@ fn main() {
         rules.map(|r| format!("{r:?}")).unwrap_or_default()
     );
     let ingest = start_ingest(dir, "ingest", &config);
+    let port = broker.port;
+    let history = if soak.is_zero() { Vec::new() } else { history() };
+    if !history.is_empty() {
+        publish(port, "gw-history", &history);
+        wait_for(Duration::from_secs(300), "ingest to write the history", || {
+            (metric(http, "ingest_readings_written_total ") >= history.len() as f64).then_some(())
+        });
+    }
 
     // mosquitto_sub counts the same stream at QoS 1.
     let mut sub = Command::new("mosquitto_sub")
@@ -69,7 +109,6 @@ fn main() {
     std::thread::sleep(Duration::from_millis(500));
 
     let started = Instant::now();
-    let port = broker.port;
     let per_device = readings / devices;
     let publisher =
         std::thread::spawn(move || publish_readings(port, "gw-load", devices, per_device, Duration::ZERO));
@@ -79,7 +118,8 @@ fn main() {
     let published = publisher.join().expect("publisher").len();
     let publish_done = started.elapsed();
     let ingest_done = wait_for(Duration::from_secs(600), "ingest to write every reading", || {
-        (metric(http, "ingest_readings_written_total ") >= readings as f64).then(|| started.elapsed())
+        (metric(http, "ingest_readings_written_total ") >= (history.len() + readings) as f64)
+            .then(|| started.elapsed())
     });
     let rss_after_burst = rss_kib(ingest.child.id());
 
@@ -91,7 +131,7 @@ fn main() {
         let mut next_sample = Instant::now();
         while Instant::now() < end {
             let t = Instant::now();
-            publish_readings(port, &format!("gw-soak-{}", round % 8), 200, 10, Duration::ZERO);
+            publish_readings(port, &format!("gw-soak-{}", round % 8), SOAK_DEVICES, 10, Duration::ZERO);
             round += 1;
             if Instant::now() >= next_sample {
                 let pid = ingest.child.id();
