@@ -292,6 +292,20 @@ impl Recorder {
     }
 }
 
+/// Reading `seq` of session `sid` of water meter `wm-load-{device}`, its total `increase` above
+/// the meter's starting figure.
+pub fn load_reading(
+    gateway: &str,
+    device: usize,
+    (sid, seq): (u64, u64),
+    ts: i64,
+    increase: f64,
+) -> telemetry::Reading {
+    telemetry::Reading::new(gateway, &format!("wm-load-{device:04}"), "water_meter", sid, seq, ts)
+        .with_value("forward_total_m3", 1000.0 + device as f64 + increase)
+        .with_value("battery_v", 3.6)
+}
+
 /// Publishes `per_device` readings for each of `devices` water meters of gateway `gateway`
 /// at QoS 1, as a gateway would, and returns them once the broker has acknowledged every one.
 /// Timestamps are one second apart, starting an hour ago, so they are distinct per device.
@@ -309,17 +323,13 @@ pub fn publish_readings(
     let mut readings = Vec::new();
     for i in 0..per_device {
         for d in 0..devices {
-            let r = telemetry::Reading::new(
+            readings.push(load_reading(
                 gateway,
-                &format!("wm-load-{d:04}"),
-                "water_meter",
-                start as u64,
-                i as u64,
+                d,
+                (start as u64, i as u64),
                 start + i as i64 * 1000,
-            )
-            .with_value("forward_total_m3", 1000.0 + d as f64 + i as f64 * 0.125)
-            .with_value("battery_v", 3.6);
-            readings.push(r);
+                i as f64 * 0.125,
+            ));
         }
     }
     let topics = telemetry::Topics::default();

@@ -13,7 +13,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use system_tests::{free_port, publish, publish_readings, start_ingest, wait_for, Mosquitto, Victoria};
+use system_tests::{
+    free_port, load_reading, publish, publish_readings, start_ingest, wait_for, Mosquitto, Victoria,
+};
 
 /// The soak's devices (`wm-load-0000` …).
 const SOAK_DEVICES: usize = 200;
@@ -29,16 +31,7 @@ fn history() -> Vec<telemetry::Reading> {
     (0..HISTORY_READINGS)
         .flat_map(|i| {
             (0..SOAK_DEVICES).map(move |d| {
-                telemetry::Reading::new(
-                    "gw-history",
-                    &format!("wm-load-{d:04}"),
-                    "water_meter",
-                    start as u64,
-                    i as u64,
-                    start + i as i64 * 10_000,
-                )
-                .with_value("forward_total_m3", 990.0 + d as f64 + i as f64 * 0.001)
-                .with_value("battery_v", 3.6)
+                load_reading("gw-history", d, (start as u64, i as u64), start + i as i64 * 10_000, -1.0)
             })
         })
         .collect()
