@@ -372,25 +372,32 @@ pub fn publish_readings(
 pub fn publish(port: u16, client_id: &str, readings: &[telemetry::Reading]) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let topics = telemetry::Topics::default();
+    let messages: Vec<(String, Vec<u8>)> = readings
+        .iter()
+        .map(|r| (topics.telemetry(16, &r.gateway, &r.device), telemetry::encode(r)))
+        .collect();
     runtime.block_on(async {
         let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(10));
         let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
-        for r in readings {
-            let topic = topics.telemetry(16, &r.gateway, &r.device);
-            client
-                .publish(topic, rumqttc::QoS::AtLeastOnce, false, telemetry::encode(r))
-                .await
-                .expect("publish");
-        }
+        let total = messages.len();
+        // Publishing while the event loop runs: more than the request queue holds would
+        // otherwise wait for a loop nobody polls.
+        let sender = client.clone();
+        let publisher = tokio::spawn(async move {
+            for (topic, payload) in messages {
+                sender.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload).await.expect("publish");
+            }
+        });
         let mut acked = 0;
-        while acked < readings.len() {
+        while acked < total {
             let event =
                 tokio::time::timeout(Duration::from_secs(30), eventloop.poll()).await.expect("acks in time");
             if let Ok(rumqttc::Event::Incoming(rumqttc::Incoming::PubAck(_))) = event {
                 acked += 1;
             }
         }
+        publisher.await.expect("publisher task");
         let _ = client.disconnect().await;
     });
 }
