@@ -90,12 +90,8 @@ impl PipelinedTcp {
             Ok(Err(e)) => Some(e.into()),
             Ok(Ok(())) => self.collect(reqs, first_tid, &mut answers, limit).await.err(),
         };
-        let answered: Vec<Reply> = answers.into_iter().map_while(|a| a).collect();
-        let failure = match failure {
-            None if answered.len() < reqs.len() => Some(TransportError::Timeout(limit)),
-            failure => failure,
-        };
-        (answered, failure)
+        // Without a failure every request has its answer.
+        (answers.into_iter().map_while(|a| a).collect(), failure)
     }
 
     /// Reads until every request of the batch starting at `first_tid` has its answer.

@@ -19,6 +19,7 @@ use tokio_modbus::ExceptionCode;
 use crate::config::{Device, LineConfig};
 use crate::mbap::Reply;
 use crate::narrow::{is_narrowable, Bisection, DevicePlan, Outcome};
+use crate::pipelined::PipelinedTcp;
 use crate::planner::ReadRequest;
 use crate::profile::Table;
 use crate::register::{decode_into, Sink};
@@ -77,9 +78,8 @@ impl Answer {
 
 /// The answers to `reqs`, in order: one batch of up to the connection's window at a time,
 /// up to and including the first that did not come.
-async fn read_pipelined(conn: &mut Connection, reqs: &[ReadRequest], limit: Duration) -> VecDeque<Answer> {
+async fn read_pipelined(p: &mut PipelinedTcp, reqs: &[ReadRequest], limit: Duration) -> VecDeque<Answer> {
     let mut answers = VecDeque::with_capacity(reqs.len());
-    let Connection::Pipelined(p) = conn else { return answers };
     for batch in reqs.chunks(p.window()) {
         let (replies, failure) = p.read_all(batch, limit).await;
         answers.extend(replies.into_iter().map(Answer::from_reply));
@@ -94,7 +94,7 @@ async fn read_pipelined(conn: &mut Connection, reqs: &[ReadRequest], limit: Dura
 async fn read(conn: &mut Connection, req: &ReadRequest, limit: Duration) -> Answer {
     match conn {
         Connection::Modbus(ctx) => read_one(ctx, req, limit).await,
-        Connection::Pipelined(_) => read_pipelined(conn, std::slice::from_ref(req), limit)
+        Connection::Pipelined(p) => read_pipelined(p, std::slice::from_ref(req), limit)
             .await
             .pop_front()
             .unwrap_or_else(|| Answer::Transport(TransportError::Timeout(limit))),
@@ -204,10 +204,11 @@ pub async fn poll_planned(
     let profile = &device.profile;
     let silent = line.effective_silent_interval() + device.profile.pause_between_requests;
     // A pause to keep between requests rules out sending them together.
-    let mut sent_together = if silent.is_zero() && conn.window() > 1 {
-        read_pipelined(conn, &plan.requests, line.timeout).await
-    } else {
-        VecDeque::new()
+    let mut sent_together = match conn {
+        Connection::Pipelined(p) if silent.is_zero() && p.window() > 1 => {
+            read_pipelined(p, &plan.requests, line.timeout).await
+        }
+        _ => VecDeque::new(),
     };
     let mut p = Poller { conn, line, device, silent };
     for req in plan.requests.clone() {

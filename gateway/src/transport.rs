@@ -54,14 +54,6 @@ impl Connection {
             Connection::Pipelined(p) => p.set_unit(unit),
         }
     }
-
-    /// How many reads may be in flight at once.
-    pub fn window(&self) -> usize {
-        match self {
-            Connection::Modbus(_) => 1,
-            Connection::Pipelined(p) => p.window(),
-        }
-    }
 }
 
 /// Opens the line `link` of `line`: pipelined when it is Modbus TCP with `max_transactions`
