@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock, TryLockError};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use telemetry::spool::{ByteSize, Spool, SpoolConfig, SpoolError, WhenFull};
+use telemetry::spool::{ByteSize, PendingSync, Spool, SpoolConfig, SpoolError, WhenFull};
 use tokio::sync::{watch, Notify};
 
 use crate::recent::Recent;
@@ -145,15 +145,26 @@ struct Guarded {
 }
 
 impl Guarded {
-    fn sync(&mut self) -> Result<(), SpoolError> {
-        if let Some(since) = self.unsynced_since.take() {
-            if let Err(e) = self.spool.sync() {
-                self.unsynced_since = Some(since);
-                return Err(e);
+    /// Writes out what was appended since the last sync, if anything, and hands back the
+    /// file syncs to run without the lock, with when the oldest record they cover was appended.
+    fn begin_sync(&mut self) -> Result<Option<(PendingSync, Instant)>, SpoolError> {
+        let Some(since) = self.unsynced_since.take() else { return Ok(None) };
+        match self.spool.begin_sync() {
+            Ok(pending) => {
+                self.unwritten_since = None;
+                Ok(Some((pending, since)))
             }
-            self.unwritten_since = None;
+            Err(e) => {
+                self.unsynced_since = Some(since);
+                Err(e)
+            }
         }
-        Ok(())
+    }
+
+    /// The sync begun at `since` failed: what it covered is synced again next time.
+    fn sync_failed(&mut self, pending: PendingSync, since: Instant) {
+        self.spool.sync_failed(pending);
+        self.unsynced_since = Some(self.unsynced_since.map_or(since, |s| s.min(since)));
     }
 
     /// Writes the appended records out once the oldest of them has waited [`FLUSH_EVERY`]. A
@@ -378,9 +389,20 @@ impl SpoolHandle {
         result
     }
 
-    /// Syncs what was appended since the last sync, if anything.
+    /// Syncs what was appended since the last sync, if anything. The `fdatasync`s run without
+    /// the spool's lock, so a slow disk (an SD card, a busy host) holds up no append and so no
+    /// poll.
     pub async fn sync(&self) -> Result<(), SpoolError> {
-        self.with(|g, _| g.sync()).await
+        let Some((pending, since)) = self.with(|g, _| g.begin_sync()).await? else { return Ok(()) };
+        let (synced, pending) = match tokio::task::spawn_blocking(move || (pending.run(), pending)).await {
+            Ok(v) => v,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        if let Err(e) = synced {
+            self.with(move |g, _| g.sync_failed(pending, since)).await;
+            return Err(e);
+        }
+        Ok(())
     }
 
     pub async fn expire(&self) -> Result<u64, SpoolError> {
@@ -530,8 +552,10 @@ mod tests {
         assert_eq!(g.spool.unwritten(), 0, "written in one go");
         g.spool.append(b"r3").unwrap();
         g.unsynced_since = Some(t0);
-        g.sync().unwrap();
-        assert_eq!((g.spool.unwritten(), g.unwritten_since, g.unsynced_since), (0, None, None));
+        let (pending, since) = g.begin_sync().unwrap().expect("something to sync");
+        assert_eq!((g.spool.unwritten(), g.unwritten_since, g.unsynced_since, since), (0, None, None, t0));
+        pending.run().unwrap();
+        assert!(g.begin_sync().unwrap().is_none(), "nothing appended since");
         drop(g);
         let _ = std::fs::remove_dir_all(&dir);
     }

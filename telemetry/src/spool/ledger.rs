@@ -74,6 +74,23 @@ impl Ledger {
         Ok(())
     }
 
+    /// A handle of the ledger file if it was written since the last sync (which it then
+    /// counts as synced: [`Ledger::sync_failed`] takes that back).
+    pub fn take_unsynced(&mut self) -> Result<Option<(PathBuf, File)>, SpoolError> {
+        match (self.dirty, &self.file) {
+            (true, Some(f)) => {
+                let handle = f.try_clone().map_err(|e| io(&self.path, e))?;
+                self.dirty = false;
+                Ok(Some((self.path.clone(), handle)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    pub fn sync_failed(&mut self) {
+        self.dirty = true;
+    }
+
     pub fn sync(&mut self) -> Result<(), SpoolError> {
         if let (true, Some(f)) = (self.dirty, &self.file) {
             f.sync_data().map_err(|e| io(&self.path, e))?;

@@ -17,6 +17,7 @@ mod ledger;
 mod segment;
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -129,6 +130,20 @@ pub struct SpoolStats {
 pub struct Record {
     pub id: u64,
     pub payload: Vec<u8>,
+}
+
+/// The file syncs of [`Spool::begin_sync`], run apart from the spool.
+pub struct PendingSync {
+    files: Vec<(PathBuf, File)>,
+    /// The ledger is among them.
+    ledger: bool,
+}
+
+impl PendingSync {
+    /// Makes the files durable. Blocking: one `fdatasync` per file.
+    pub fn run(&self) -> Result<(), SpoolError> {
+        self.files.iter().try_for_each(|(path, f)| f.sync_data().map_err(|e| io(path, e)))
+    }
 }
 
 pub struct Spool {
@@ -256,6 +271,30 @@ impl Spool {
             s.sync()?;
         }
         self.ledger.sync()
+    }
+
+    /// Writes out what is held in memory and hands back the file syncs that make every record
+    /// appended so far (and the ledger) durable, for a caller that keeps the spool behind a
+    /// lock to run without it: a slow disk then holds up no append. A failed
+    /// [`PendingSync::run`] goes back through [`Spool::sync_failed`].
+    pub fn begin_sync(&mut self) -> Result<PendingSync, SpoolError> {
+        let mut files = Vec::new();
+        if let Some(s) = self.segments.back_mut() {
+            if let Some(f) = s.written_file()? {
+                files.push((s.path.clone(), f));
+            }
+        }
+        let ledger = self.ledger.take_unsynced()?;
+        let ledger_synced = ledger.is_some();
+        files.extend(ledger);
+        Ok(PendingSync { files, ledger: ledger_synced })
+    }
+
+    /// The sync `pending` did not go through: the ledger is synced again next time.
+    pub fn sync_failed(&mut self, pending: PendingSync) {
+        if pending.ledger {
+            self.ledger.sync_failed();
+        }
     }
 
     /// Up to `max` records not yet read since the last rewind, oldest first.

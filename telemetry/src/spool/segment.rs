@@ -213,6 +213,12 @@ impl Segment {
         Ok(())
     }
 
+    /// Writes what is unwritten and returns a handle of the file to make it durable with.
+    pub fn written_file(&mut self) -> Result<Option<File>, SpoolError> {
+        self.flush()?;
+        self.file.as_ref().map(|f| f.try_clone().map_err(|e| io(&self.path, e))).transpose()
+    }
+
     /// Writes what is unwritten and makes the file durable.
     pub fn sync(&mut self) -> Result<(), SpoolError> {
         self.flush()?;

@@ -321,6 +321,34 @@ proptest! {
 }
 
 #[test]
+fn a_sync_run_apart_covers_what_was_appended_before_it_and_the_spool_goes_on_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Spool::open(dir.path(), SpoolConfig::default()).unwrap();
+    fill(&mut s, 5);
+    s.append(b"before").unwrap();
+    s.ack_through(2).unwrap();
+    let pending = s.begin_sync().unwrap();
+    assert_eq!(s.unwritten(), 0, "written out before the sync");
+    let names: Vec<_> = pending.files.iter().map(|(p, _)| p.file_name().unwrap().to_owned()).collect();
+    assert_eq!(names.len(), 2, "the segment and the ledger: {names:?}");
+    assert!(pending.ledger);
+    // The spool is free while the files are synced.
+    s.append(b"during").unwrap();
+    s.ack_through(3).unwrap();
+    pending.run().unwrap();
+    assert!(s.begin_sync().unwrap().ledger, "acknowledged during the sync: the ledger again");
+    assert!(!s.begin_sync().unwrap().ledger, "nothing acknowledged since");
+    s.ack_through(4).unwrap();
+    let failed = s.begin_sync().unwrap();
+    s.sync_failed(failed);
+    assert!(s.begin_sync().unwrap().ledger, "a failed sync is tried again");
+    drop(s);
+    let mut s = Spool::open(dir.path(), SpoolConfig::default()).unwrap();
+    assert_eq!(s.acked(), 4);
+    assert_eq!(payloads(&s.read(10).unwrap()), ["record-004", "before", "during"]);
+}
+
+#[test]
 fn sizes_parse_with_units() {
     assert_eq!(parse_size("512MiB"), Ok(512 << 20));
     assert_eq!(parse_size("2 GiB"), Ok(2 << 30));
