@@ -108,6 +108,22 @@ fn mosquitto(dir: &Path) -> anyhow::Result<(Guard, u16)> {
     Ok((guard, port))
 }
 
+/// Context switches (voluntary + involuntary) of the live threads of process `pid`: each is a
+/// wake-up, and on these virtual machines they cost more than the work they wake for.
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 /// (user + sys CPU seconds, peak RSS in KiB) of process `pid`.
 fn usage(pid: u32, ticks_per_second: f64) -> (f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -225,9 +241,11 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
 
     tokio::time::sleep(args.warm_up).await;
     let (cpu0, _) = usage(pid, ticks);
+    let switches0 = context_switches(pid);
     let (req0, read0, t0) = (requests(), readings.load(Ordering::Relaxed), Instant::now());
     tokio::time::sleep(args.duration.saturating_sub(args.warm_up)).await;
     let (cpu1, peak_rss_kib) = usage(pid, ticks);
+    let switches1 = context_switches(pid);
     let (req1, read1, t1) = (requests(), readings.load(Ordering::Relaxed), Instant::now());
     let total = started.elapsed().as_secs_f64();
     if let Ok(Some(status)) = gateway.0.try_wait() {
@@ -253,6 +271,7 @@ async fn bench(args: &Args) -> anyhow::Result<()> {
             "cpu_s_window": cpu1 - cpu0,
             "cpu_percent_of_one_core": ((cpu1 - cpu0) / window * 1000.0).round() / 10.0,
             "peak_rss_mib": (peak_rss_kib as f64 / 1024.0 * 10.0).round() / 10.0,
+            "context_switches_per_s": (switches1.saturating_sub(switches0) as f64 / window).round(),
         },
         "readings_published_total": read1,
         "readings_per_s": ((read1 - read0) as f64 / window).round(),
