@@ -159,9 +159,11 @@ pub async fn run_line(
         let Some(Reverse((due, index))) = queue.pop() else { return };
         let d = &mut devices[index];
         let values = &mut by_profile[d.values].1;
-        tokio::select! {
-            _ = tokio::time::sleep_until(due) => {}
-            _ = shutdown.changed() => return,
+        if due > Instant::now() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = shutdown.changed() => return,
+            }
         }
         if *shutdown.borrow() {
             return;
