@@ -28,6 +28,11 @@ pub const WINDOW: usize = 64;
 /// at worst a crash sends again what the broker had already acknowledged.
 pub const ACK_EVERY: Duration = Duration::from_millis(100);
 
+/// How long the sender, woken by a new reading, waits for more before it sends: the devices of
+/// a stagger step ([`crate::schedule::STAGGER_STEP`]) are polled back to back, and their
+/// readings go out together.
+pub const GATHER: Duration = Duration::from_millis(10);
+
 /// Whether a reading polled at `ts_ms` in session `sid` is a replay when sent on `conn` by the
 /// gateway session `session`.
 pub fn is_replay(sid: u64, ts_ms: i64, session: u64, conn: &Connection) -> bool {
@@ -170,7 +175,10 @@ pub async fn send(publisher: Publisher, mut stop: watch::Receiver<bool>) {
             // (unless the window is full: then each one may make room).
             let ack_due = acks.due(through);
             tokio::select! {
-                _ = spool.appended() => {}
+                // What the pollers append meanwhile goes out with it: the broker then reads the
+                // publishes and answers their PUBACKs together, and the gateway wakes for them
+                // once per batch rather than once per reading.
+                _ = spool.appended() => tokio::time::sleep(GATHER).await,
                 _ = acked_rx.changed(), if ack_due.is_none() || room == 0 => {}
                 _ = tokio::time::sleep_until(ack_due.unwrap_or_else(Instant::now)), if ack_due.is_some() => {}
                 _ = conn_rx.changed() => {}
