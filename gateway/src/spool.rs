@@ -275,20 +275,32 @@ impl SpoolHandle {
         }
     }
 
-    /// Appends `payload` on this task if the spool is free (`None` if it is busy).
-    fn try_append_here(
-        &self,
-        payload: &Arc<Vec<u8>>,
-        meta: &Option<RecordMeta>,
-    ) -> Option<Result<u64, SpoolError>> {
+    /// Runs `f` on this task if the spool is free; gives `f` back if it is busy.
+    fn try_here<T, F>(&self, f: F) -> Result<T, F>
+    where
+        F: FnOnce(&mut Guarded, &Mutex<Recent>) -> T,
+    {
         let mut g = match self.0.spool.try_lock() {
             Ok(g) => g,
             Err(TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
+            Err(TryLockError::WouldBlock) => return Err(f),
         };
-        let appended = append_locked(&mut g, &self.0.recent, payload, meta);
+        let out = f(&mut g, &self.0.recent);
         *lock(&self.0.snapshot) = g.counters();
-        Some(appended)
+        Ok(out)
+    }
+
+    /// Runs `f`, which works in memory or writes to the page cache (never syncs), on this task
+    /// if the spool is free, else on the blocking pool once it is: each trip to the pool wakes
+    /// two threads, which costs more than such work.
+    async fn quick<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Guarded, &Mutex<Recent>) -> T + Send + 'static,
+    ) -> T {
+        match self.try_here(f) {
+            Ok(out) => out,
+            Err(f) => self.with(f).await,
+        }
     }
 
     /// Appends `payload`. Records are synced in groups by [`keep`], every [`SYNC_EVERY`].
@@ -311,9 +323,9 @@ impl SpoolHandle {
     ) -> Result<u64, SpoolError> {
         let payload = Arc::new(payload);
         loop {
-            let appended = match self.try_append_here(&payload, &meta) {
-                Some(appended) => appended,
-                None => {
+            let appended = match self.try_here(|g, recent| append_locked(g, recent, &payload, &meta)) {
+                Ok(appended) => appended,
+                Err(_) => {
                     let (p, m) = (payload.clone(), meta.clone());
                     self.with(move |g, recent| append_locked(g, recent, &p, &m)).await
                 }
@@ -370,7 +382,7 @@ impl SpoolHandle {
     }
 
     pub async fn rewind(&self) {
-        self.with(|g, recent| {
+        self.quick(|g, recent| {
             g.spool.rewind();
             lock(recent).rewind(g.spool.acked());
         })
@@ -379,7 +391,7 @@ impl SpoolHandle {
 
     pub async fn ack_through(&self, id: u64) -> Result<(), SpoolError> {
         let result = self
-            .with(move |g, recent| {
+            .quick(move |g, recent| {
                 let acked = g.spool.ack_through(id);
                 lock(recent).acked(g.spool.acked());
                 acked
@@ -393,13 +405,13 @@ impl SpoolHandle {
     /// the spool's lock, so a slow disk (an SD card, a busy host) holds up no append and so no
     /// poll.
     pub async fn sync(&self) -> Result<(), SpoolError> {
-        let Some((pending, since)) = self.with(|g, _| g.begin_sync()).await? else { return Ok(()) };
+        let Some((pending, since)) = self.quick(|g, _| g.begin_sync()).await? else { return Ok(()) };
         let (synced, pending) = match tokio::task::spawn_blocking(move || (pending.run(), pending)).await {
             Ok(v) => v,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
         if let Err(e) = synced {
-            self.with(move |g, _| g.sync_failed(pending, since)).await;
+            self.quick(move |g, _| g.sync_failed(pending, since)).await;
             return Err(e);
         }
         Ok(())
