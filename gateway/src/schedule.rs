@@ -6,7 +6,7 @@
 //! The stagger goes in steps of [`STAGGER_STEP`]: the devices of one step are polled back to
 //! back. Each wake-up of the gateway (a timer, an answer, a PUBACK) costs more than a poll on
 //! the small machines it runs on, and polls that come together share them: with 200 devices a
-//! second on a line, steps took the gateway from about 2,000 context switches a second to 900
+//! second on a line, steps took the gateway from about 2,000 context switches a second to 600
 //! (BENCHMARKS.md).
 //!
 //! A slot the line was too busy to make is an overrun, counted per group. A poll that failed
@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 /// The devices of a line start their interval in steps this far apart (all at once when the
 /// interval is shorter).
-pub const STAGGER_STEP: Duration = Duration::from_millis(100);
+pub const STAGGER_STEP: Duration = Duration::from_millis(250);
 
 /// One point group's slots and counters.
 #[derive(Clone, Debug, PartialEq)]
@@ -173,15 +173,14 @@ mod tests {
                 Schedule::new(&intervals, MS(1000), i, 4, t0).groups.iter().map(|g| g.next_due).collect()
             })
             .collect();
-        // Spread over the second in steps of 100 ms: 0, 250, 500, 750 ms become 0, 200, 500, 700.
         assert_eq!(firsts[0], [t0, t0]);
-        assert_eq!(firsts[1], [t0 + MS(200), t0 + MS(200) + MS(225_000)]);
-        assert_eq!(firsts[3], [t0 + MS(700), t0 + MS(700) + MS(675_000)]);
+        assert_eq!(firsts[1], [t0 + MS(250), t0 + MS(250) + MS(225_000)]);
+        assert_eq!(firsts[3], [t0 + MS(750), t0 + MS(750) + MS(675_000)]);
         // Device 1's 15-minute group comes on one of its main slots: both are read in one poll.
         let mut s = Schedule::new(&intervals, MS(1000), 1, 4, t0);
         let slot = s.groups[1].next_due;
         for k in 0..225 {
-            let now = t0 + MS(200) + MS(1000) * k;
+            let now = t0 + MS(250) + MS(1000) * k;
             assert_eq!(s.take(now, true), [0], "slot {k}");
             s.polled(&[0], true, true, now);
         }
@@ -196,18 +195,15 @@ mod tests {
     fn a_step_holds_the_devices_polled_back_to_back() {
         let t0 = Instant::now();
         let first = |i, n, main| Schedule::new(&[main], main, i, n, t0).next_slot() - t0;
-        // 200 devices a second: 20 to a step.
+        // 200 devices a second: 50 to a step.
         let offsets: Vec<Duration> = (0..200).map(|i| first(i, 200, MS(1000))).collect();
-        assert!(offsets[..20].iter().all(|&o| o == MS(0)), "{:?}", &offsets[..20]);
-        assert!(offsets[20..40].iter().all(|&o| o == MS(100)));
-        assert_eq!(offsets[199], MS(900));
-        // Fewer devices than steps: each its own step, as before.
-        assert_eq!(
-            (0..5).map(|i| first(i, 5, MS(1000))).collect::<Vec<_>>(),
-            [0, 200, 400, 600, 800].map(MS)
-        );
-        // An interval shorter than a step: all at once.
-        assert!((0..4).all(|i| first(i, 4, MS(80)) == MS(0)));
+        assert!(offsets[..50].iter().all(|&o| o == MS(0)), "{:?}", &offsets[..50]);
+        assert!(offsets[50..100].iter().all(|&o| o == MS(250)));
+        assert_eq!(offsets[199], MS(750));
+        // Spread over the second, 0, 200, 400, 600 and 800 ms fall to their steps.
+        assert_eq!((0..5).map(|i| first(i, 5, MS(1000))).collect::<Vec<_>>(), [0, 0, 250, 500, 750].map(MS));
+        // An interval no longer than a step: all at once.
+        assert!((0..4).all(|i| first(i, 4, MS(250)) == MS(0)));
     }
 
     /// A table of polls at explicit times: slots taken, overruns counted when the line was busy.
