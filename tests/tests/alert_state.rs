@@ -71,6 +71,33 @@ fn metric(port: u16, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// With alert state on, the WAL is acknowledged when a snapshot is saved. A batch that came
+/// before the snapshot was due, with nothing after it, is acknowledged once it is due.
+#[test]
+fn a_stream_that_goes_quiet_gets_its_wal_acknowledged_once_the_snapshot_is_due() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    let broker = Mosquitto::start(dir);
+    let http = free_port();
+    let config = format!(
+        "[mqtt]\nurl = \"{}\"\nclient_id = \"ingest-quiet\"\n\n[files]\ndir = \"{}\"\n\n[wal]\ndir = \"{}\"\n\n\
+         [state]\nsnapshot_every = \"2s\"\n\n[batch]\nflush_every = \"50ms\"\n\n[http]\nlisten = \"127.0.0.1:{http}\"\n",
+        broker.url(),
+        dir.join("files").display(),
+        dir.join("wal").display()
+    );
+    let _ingest = start_ingest(dir, "ingest", &config);
+    let t0 = now_ms() - 60_000;
+    let readings: Vec<Reading> = (0..3).map(|i| boiler("boiler-q1", i, t0 + i as i64 * 1000, 0.9)).collect();
+    publish(broker.port, "gw-quiet-a", &readings);
+    wait_for(Duration::from_secs(10), "the readings to be written", || {
+        (metric(http, "ingest_readings_written_total ") >= 3.0).then_some(())
+    });
+    wait_for(Duration::from_secs(10), "the WAL to be acknowledged", || {
+        (metric(http, "ingest_wal_pending_records ") == 0.0).then_some(())
+    });
+}
+
 const HIGH: &str = "[[rule]]\nid = \"t.high\"\nkinds = [\"boiler\"]\nwhen = \"pressure_mpa > 2.0\"\nseverity = \"major\"\nsummary = \"{device.id} high\"\n";
 const LOW: &str = "[[rule]]\nid = \"t.low\"\nkinds = [\"boiler\"]\nwhen = \"pressure_mpa > 1.0\"\nseverity = \"warning\"\nsummary = \"{device.id} low\"\n";
 

@@ -204,6 +204,7 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
         registry: registry_file,
         state,
         processed: 0,
+        saved: 0,
         last_snapshot: std::time::Instant::now(),
         rules_watch: persist::RulesWatch::new(&cfg),
         wal: wal.clone(),

@@ -71,8 +71,9 @@ impl Writer {
             Ok(mut w) => w.ack_through(self.processed).map_err(|e| e.to_string()),
             Err(_) => Err("the WAL lock is poisoned".to_string()),
         });
-        if let Err(e) = acked {
-            tracing::error!("WAL ack: {e}");
+        match acked {
+            Ok(()) => self.saved = self.processed,
+            Err(e) => tracing::error!("WAL ack: {e}"),
         }
     }
 

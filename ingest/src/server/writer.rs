@@ -55,8 +55,10 @@ pub struct Writer {
     pub registry: Option<RegistryFile>,
     /// Alert state in SQLite; without it the WAL is acknowledged batch by batch.
     pub state: Option<StateStore>,
-    /// The newest WAL record written and published, not yet covered by a saved snapshot.
+    /// The newest WAL record written and published.
     pub processed: u64,
+    /// The WAL position the last saved snapshot covers (the WAL is acknowledged through it).
+    pub saved: u64,
     pub last_snapshot: Instant,
     pub rules_watch: RulesWatch,
     pub wal: Arc<Mutex<Spool>>,
@@ -167,6 +169,12 @@ impl Writer {
             if stopping {
                 self.save_state(&pipeline);
                 return;
+            }
+            // A stream that went quiet right after a batch still gets it acknowledged in the
+            // WAL, once the snapshot is due, rather than at the next batch.
+            if self.processed > self.saved && self.last_snapshot.elapsed() >= self.cfg.state.snapshot_every {
+                self.save_state(&pipeline);
+                self.update_metrics(&pipeline, 0);
             }
             self.serve_waiting(&mut pipeline, &mut shutdown).await;
             let flush_every = self.cfg.batch.flush_every;
