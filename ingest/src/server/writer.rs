@@ -272,6 +272,9 @@ impl Writer {
             let m = &self.hooks.metrics;
             match result {
                 Ok(()) => {
+                    if backoff > Duration::from_millis(100) {
+                        tracing::info!("the TSDB takes writes again");
+                    }
                     m.write_batches.fetch_add(1, Ordering::Relaxed);
                     m.write_seconds_total_micros
                         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
