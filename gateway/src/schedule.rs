@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 /// The devices of a line start their interval in steps this far apart (all at once when the
-/// interval is shorter).
+/// interval is no longer).
 pub const STAGGER_STEP: Duration = Duration::from_millis(250);
 
 /// One point group's slots and counters.

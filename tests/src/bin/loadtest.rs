@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use system_tests::{
-    free_port, load_reading, publish, publish_readings, start_ingest, wait_for, Mosquitto, Victoria,
+    free_port, load_reading, now_ms, publish, publish_readings, start_ingest, wait_for, Mosquitto, Victoria,
 };
 
 /// The soak's devices (`wm-load-0000` …).
@@ -25,9 +25,7 @@ const HISTORY_READINGS: usize = 360;
 /// An hour of readings of each soak device, ending an hour ago (the soak's own readings are
 /// stamped from an hour ago on).
 fn history() -> Vec<telemetry::Reading> {
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
-    let start = now - 7_200_000;
+    let start = now_ms() - 7_200_000;
     (0..HISTORY_READINGS)
         .flat_map(|i| {
             (0..SOAK_DEVICES).map(move |d| {
