@@ -28,10 +28,13 @@
 //! - [`publisher`]: the MQTT client: the event-loop task, status messages, birth, last will.
 //! - [`inflight`]: which spool record each publish carries, up to its PUBACK. Pure.
 //! - [`sender`]: the spool to MQTT in order, replays marked, acknowledged only after PUBACK.
+//! - [`cli`]: what the binaries share: version with the git commit, `--log-format`, one-line
+//!   error reports.
 //! - [`sim`]: `gateway sim`, simulated equipment of five kinds over Modbus TCP, RTU over TCP or
 //!   RTU on a serial device, with dead, slow and refusing units on demand.
 
 pub mod bus;
+pub mod cli;
 pub mod config;
 pub mod csv_import;
 pub mod health;

@@ -12,11 +12,14 @@ use gateway::GatewayConfig;
 /// Edge gateway: polls Modbus devices (elevators, boilers, water meters, charging piles) and
 /// publishes their readings over MQTT at QoS 1.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version = gateway::cli::VERSION, about, long_about = None)]
 struct Cli {
     /// Log filter, e.g. `info` or `gateway=debug` (overrides RUST_LOG).
     #[arg(long, global = true, env = "GATEWAY_LOG", default_value = "info")]
     log: String,
+    /// Log lines as text (coloured only on a terminal) or as JSON, one object per line.
+    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: gateway::cli::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -144,19 +147,21 @@ struct SimArgs {
     slow_units: Vec<(u8, Duration)>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match cli.command {
+    gateway::cli::init_logging(&cli.log, cli.log_format);
+    gateway::cli::exit_code(run(cli.command))
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Run { config } => {
+            gateway::cli::readable(&config)?;
             let cfg = GatewayConfig::load(&config)?;
             gateway::runtime()?.block_on(async { gateway::run(cfg, gateway::shutdown_signal()).await })?;
         }
         Command::Plan { config } => {
+            gateway::cli::readable(&config)?;
             let cfg = GatewayConfig::load(&config)?;
             print!("{}", plan_text(&cfg.build()?));
         }
@@ -317,7 +322,8 @@ fn count(n: usize, what: &str) -> String {
 
 fn import_csv(args: ImportArgs) -> anyhow::Result<()> {
     let sheet = args.sheet.display().to_string();
-    let text = std::fs::read_to_string(&args.sheet).with_context(|| format!("read {sheet}"))?;
+    gateway::cli::readable(&args.sheet)?;
+    let text = std::fs::read_to_string(&args.sheet).with_context(|| format!("cannot read {sheet}"))?;
     let name = args.name.clone().unwrap_or_else(|| {
         args.sheet.file_stem().map_or_else(|| "profile".into(), |s| s.to_string_lossy().into_owned())
     });

@@ -11,11 +11,14 @@ const DEFAULT_LOG: &str = "info,rumqttd=off";
 /// and alerts to an InfluxDB v2 write endpoint (or rotated line-protocol files), and publishes
 /// alert transitions.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version = gateway::cli::VERSION, about, long_about = None)]
 struct Cli {
     /// Log filter, e.g. `info` or `ingest=debug`.
     #[arg(long, global = true, env = "INGEST_LOG", default_value = DEFAULT_LOG)]
     log: String,
+    /// Log lines as text (coloured only on a terminal) or as JSON, one object per line.
+    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: gateway::cli::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,10 +68,13 @@ enum Command {
     HashPassword,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     // Before any other thread exists: a thread's first allocation picks its arena.
     one_malloc_arena();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+    // Arguments first: `--help`, `--version` and a wrong argument end here, before any runtime.
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    gateway::cli::exit_code(runtime.map_err(Into::into).and_then(|rt| rt.block_on(run(cli))))
 }
 
 /// One malloc arena for the whole process. glibc gives threads arenas of their own, up to
@@ -85,18 +91,16 @@ fn one_malloc_arena() {
     }
 }
 
-async fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        // The demo prints its own story on stdout; keep its log to warnings unless asked.
-        .with_env_filter(tracing_subscriber::EnvFilter::new(match cli.command {
-            Command::Demo { .. } if cli.log == DEFAULT_LOG => "warn,rumqttd=off",
-            _ => &cli.log,
-        }))
-        .with_writer(std::io::stderr)
-        .init();
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    // The demo prints its own story on stdout; keep its log to warnings unless asked.
+    let filter = match cli.command {
+        Command::Demo { .. } if cli.log == DEFAULT_LOG => "warn,rumqttd=off",
+        _ => &cli.log,
+    };
+    gateway::cli::init_logging(filter, cli.log_format);
     match cli.command {
         Command::Run { config } => {
+            gateway::cli::readable(&config)?;
             let cfg = IngestConfig::load(&config)?;
             ingest::server::run(cfg, ingest::server::Hooks::default(), gateway::shutdown_signal()).await?;
         }

@@ -73,7 +73,7 @@ pub fn run(
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("{}: {e}", path.display());
+                eprintln!("{}", rules::Diagnostic::cannot_read(path.display().to_string(), &e));
                 return ExitCode::from(1);
             }
         };
@@ -84,7 +84,7 @@ pub fn run(
     let text = match std::fs::read_to_string(input) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{}: {e}", input.display());
+            eprintln!("{}", rules::Diagnostic::cannot_read(input.display().to_string(), &e));
             return ExitCode::from(1);
         }
     };

@@ -9,10 +9,13 @@ use rules::{backtest, unit_test, RuleSet};
 mod backtest_cli;
 mod registry_cli;
 
+/// `0.1.0 (commit abc1234)`; the commit is `unknown` outside a git checkout (build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("GIT_COMMIT"), ")");
+
 /// Tools for engineers who write rule files: check them and unit-test them offline, before they
 /// reach ingest.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version = VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

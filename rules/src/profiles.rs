@@ -51,7 +51,7 @@ impl Profiles {
             let file = path.display().to_string();
             match std::fs::read_to_string(&path) {
                 Ok(text) => problems.extend(profiles.add(&file, &text).err()),
-                Err(e) => problems.push(Diagnostic { file, line: 0, column: 0, message: e.to_string() }),
+                Err(e) => problems.push(Diagnostic::cannot_read(file, &e)),
             }
         }
         if problems.is_empty() {

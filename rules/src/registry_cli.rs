@@ -54,7 +54,7 @@ fn date(s: &str) -> Result<Date, String> {
 fn load(path: &Path) -> Result<(Registry, Vec<rules::Diagnostic>), ExitCode> {
     let shown = path.display();
     let bytes = std::fs::read(path).map_err(|e| {
-        eprintln!("{shown}: {e}");
+        eprintln!("{}", rules::Diagnostic::cannot_read(shown.to_string(), &e));
         ExitCode::from(1)
     })?;
     let text = String::from_utf8(bytes).map_err(|_| {
@@ -102,7 +102,7 @@ fn synth(options: &Options, out: Option<&Path>) -> ExitCode {
         None => print!("{csv}"),
         Some(path) => {
             if let Err(e) = std::fs::write(path, csv) {
-                eprintln!("{}: {e}", path.display());
+                eprintln!("cannot write {}: {}", path.display(), rules::rule_file::io_reason(&e));
                 return ExitCode::from(1);
             }
             let report = registry.overdue_rate(options.today);

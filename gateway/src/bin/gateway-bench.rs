@@ -21,15 +21,21 @@ use gateway::sim::{SimDevice, Simulator};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use tokio::sync::watch;
 
+/// Load tool for the gateway: simulated devices over Modbus TCP, a Mosquitto on a free port, and
+/// the gateway polling them all; prints its CPU time, peak memory and requests per cycle as JSON.
 #[derive(Parser)]
+#[command(name = "gateway-bench", version = gateway::cli::VERSION)]
 struct Args {
+    /// Simulated devices.
     #[arg(long, default_value_t = 1000)]
     devices: usize,
+    /// Points per device (a synthetic profile).
     #[arg(long, default_value_t = 100)]
     points: usize,
     /// Listeners (lines) the devices are spread over; at most 247 devices each.
     #[arg(long, default_value_t = 5)]
     lines: usize,
+    /// Each device's poll interval.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     interval: Duration,
     /// How long the gateway polls.
@@ -46,18 +52,24 @@ struct Args {
     run_gateway: Option<PathBuf>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    match &args.run_gateway {
+    gateway::cli::exit_code(match &args.run_gateway {
         // The gateway on the runtime `gateway run` uses.
-        Some(config) => gateway::runtime()?.block_on(run_gateway(config)),
-        None => tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(&args)),
-    }
+        Some(config) => {
+            gateway::runtime().map_err(Into::into).and_then(|rt| rt.block_on(run_gateway(config)))
+        }
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(Into::into)
+            .and_then(|rt| rt.block_on(bench(&args))),
+    })
 }
 
 /// The child: exactly what `gateway run` does.
 async fn run_gateway(config: &Path) -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new("warn")).init();
+    gateway::cli::init_logging("warn", gateway::cli::LogFormat::Text);
     let cfg = gateway::GatewayConfig::load(config)?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {

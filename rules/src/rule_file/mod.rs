@@ -92,8 +92,31 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+impl Diagnostic {
+    /// A file that cannot be read: `cannot read FILE: No such file or directory`, with no line
+    /// (line 0 stands for the whole file).
+    pub fn cannot_read(file: impl Into<String>, error: &std::io::Error) -> Diagnostic {
+        let file = file.into();
+        let message = format!("cannot read {file}: {}", io_reason(error));
+        Diagnostic { file, line: 0, column: 0, message }
+    }
+}
+
+/// An I/O error's text without Rust's ` (os error N)` suffix.
+pub fn io_reason(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_string(),
+        _ => text,
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            // About the whole file; the message names it.
+            return f.write_str(&self.message);
+        }
         write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
     }
 }
@@ -286,25 +309,18 @@ impl RuleSet {
 
     /// Loads and merges rule files; rule ids must be unique across all of them.
     pub fn load(paths: &[impl AsRef<Path>]) -> Result<RuleSet, Vec<Diagnostic>> {
-        let texts: Vec<(String, Result<String, String>)> = paths
+        let texts: Vec<(String, std::io::Result<String>)> = paths
             .iter()
             .map(|p| {
                 let p = p.as_ref();
-                (p.display().to_string(), std::fs::read_to_string(p).map_err(|e| e.to_string()))
+                (p.display().to_string(), std::fs::read_to_string(p))
             })
             .collect();
         let sources: Vec<(&str, &str)> =
             texts.iter().filter_map(|(f, t)| t.as_deref().ok().map(|t| (f.as_str(), t))).collect();
         let mut diagnostics: Vec<Diagnostic> = texts
             .iter()
-            .filter_map(|(f, t)| {
-                t.as_ref().err().map(|e| Diagnostic {
-                    file: f.clone(),
-                    line: 0,
-                    column: 0,
-                    message: e.clone(),
-                })
-            })
+            .filter_map(|(f, t)| t.as_ref().err().map(|e| Diagnostic::cannot_read(f.clone(), e)))
             .collect();
         match RuleSet::merge(&sources) {
             Ok(set) if diagnostics.is_empty() => Ok(set),

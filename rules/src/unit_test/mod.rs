@@ -465,9 +465,7 @@ impl UnitTest {
                     diagnostics.extend(problems);
                     step.rows = Some(rows);
                 }
-                Err(e) => {
-                    diagnostics.push(Diagnostic { file: shown, line: 0, column: 0, message: e.to_string() })
-                }
+                Err(e) => diagnostics.push(Diagnostic::cannot_read(shown, &e)),
             }
         }
         if diagnostics.is_empty() {
@@ -481,8 +479,7 @@ impl UnitTest {
 /// Reads a test file, the rule files and registry files it names, and runs it.
 pub fn run_file(path: &Path) -> Result<Outcome, Vec<Diagnostic>> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![Diagnostic { file: file.clone(), line: 0, column: 0, message: e.to_string() }])?;
+    let text = std::fs::read_to_string(path).map_err(|e| vec![Diagnostic::cannot_read(file.clone(), &e)])?;
     let mut test = UnitTest::parse(&file, &text)?;
     let dir = path.parent().unwrap_or(Path::new(""));
     test.load(dir)?;

@@ -3,6 +3,7 @@
 //! ingest's rate can be read against the broker's own delivery rate. Prints JSON.
 //!
 //! cargo run --release -p system-tests --bin loadtest -- [READINGS] [DEVICES] [SOAK_SECONDS] [RULES]
+//! (`--help` for more)
 //!
 //! With SOAK_SECONDS, it then keeps publishing at a steady rate for that long and samples
 //! ingest's resident memory every 10 s. Before anything else it then gives the soak's devices
@@ -10,9 +11,11 @@
 //! windows are full and the soak sees ingest in its steady state, as after an hour of running.
 //! RULES (a rule file or folder) replaces the default pack.
 
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use system_tests::{
     free_port, load_reading, now_ms, publish, publish_readings, start_ingest, wait_for, Mosquitto, Victoria,
 };
@@ -59,12 +62,42 @@ fn rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmRSS:")
 }
 
+/// End-to-end load test: readings through a real Mosquitto to ingest (writing to a real
+/// VictoriaMetrics), counted by mosquitto_sub in the same run; prints JSON. With SOAK_SECONDS it
+/// then publishes at a steady rate for that long and samples ingest's memory every 10 s.
+#[derive(Parser)]
+#[command(name = "loadtest", version = VERSION)]
+struct Args {
+    /// Readings in the burst (rounded to a multiple of DEVICES).
+    #[arg(default_value_t = 100_000)]
+    readings: usize,
+    /// Devices the burst is spread over.
+    #[arg(default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    devices: u64,
+    /// Seconds of steady load after the burst (0: none).
+    #[arg(default_value_t = 0)]
+    soak_seconds: u64,
+    /// A rule file or folder instead of the default pack.
+    #[arg(value_parser = existing_path)]
+    rules: Option<PathBuf>,
+}
+
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("GIT_COMMIT"), ")");
+
+fn existing_path(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    match path.exists() {
+        true => Ok(path),
+        false => Err(format!("no such file or folder: {s}")),
+    }
+}
+
 fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let rules = std::env::args().skip(1).find(|a| a.parse::<u64>().is_err());
-    let devices = *args.get(1).unwrap_or(&1_000) as usize;
-    let readings = (*args.first().unwrap_or(&100_000) as usize / devices).max(1) * devices;
-    let soak = Duration::from_secs(*args.get(2).unwrap_or(&0));
+    let args = Args::parse();
+    let rules = args.rules.map(|r| r.display().to_string());
+    let devices = args.devices as usize;
+    let readings = (args.readings / devices).max(1) * devices;
+    let soak = Duration::from_secs(args.soak_seconds);
 
     let dir = tempfile::tempdir().expect("temp dir");
     let dir = dir.path();
