@@ -15,7 +15,7 @@
 //! - [`inspection`]: inspection, verification and service-life due dates per kind and
 //!   regulation, and where a due date stands on a day ([`date`]: civil-date arithmetic).
 //! - [`engine`]: all rules over all devices: picks the rules of a reading's kind, steps their
-//!   alerts, renders messages ([`template`]) and returns the transitions; `tick` gives it the
+//!   alerts, renders messages ([`template`]; numbers to their unit's decimals: [`number`]) and returns the transitions; `tick` gives it the
 //!   host's time for the no-data rules and, over the registry, the inspection rules.
 //! - [`engine`] also holds the alert lifecycle (acknowledge, silences, maintenance inhibition,
 //!   reminders, flapping), state snapshots and `replace_rules` for hot reload.
@@ -30,6 +30,7 @@ pub mod date;
 pub mod engine;
 pub mod expr;
 pub mod inspection;
+pub mod number;
 pub mod profiles;
 pub mod registry;
 pub mod rule_file;
