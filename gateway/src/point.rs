@@ -271,6 +271,8 @@ struct PointToml {
     #[serde(default)]
     unit: Option<String>,
     #[serde(default)]
+    decimals: Option<u8>,
+    #[serde(default)]
     bits: Option<BitsKey>,
     #[serde(default)]
     codes: BTreeMap<u32, String>,
@@ -297,6 +299,7 @@ impl From<PointToml> for Point {
             scale: t.scale,
             offset: t.offset,
             unit: t.unit,
+            decimals: t.decimals,
             bits,
             field,
             codes: t.codes,
@@ -320,6 +323,9 @@ pub struct Point {
     pub scale: f64,
     pub offset: f64,
     pub unit: Option<String>,
+    /// Decimals alert summaries show its values to (rules; the published value is not
+    /// rounded). Default: by unit (MPa 2, °C 1, …).
+    pub decimals: Option<u8>,
     /// Named bits of an integer point (`bits = { 0 = "leak" }`); each is published as a
     /// boolean value of its own.
     pub bits: BTreeMap<u8, String>,
@@ -345,6 +351,7 @@ impl Point {
             scale: 1.0,
             offset: 0.0,
             unit: None,
+            decimals: None,
             bits: BTreeMap::new(),
             field: None,
             codes: BTreeMap::new(),
@@ -379,6 +386,9 @@ impl Point {
         let mut problems: Vec<(&'static str, String)> = Vec::new();
         let mut push = |key, why: String| problems.push((key, why));
         let t = self.data_type;
+        if let Some(d) = self.decimals.filter(|d| *d > 9) {
+            push("decimals", format!("decimals = {d} must be 0 to 9"));
+        }
         if self.table.is_bits() && t != DataType::Bool {
             push("type", format!("a {} holds bits, so its type must be bool", self.table.name()));
         }

@@ -79,6 +79,9 @@ fn point(out: &mut String, p: &Point) {
     if let Some(u) = &p.unit {
         let _ = writeln!(out, "unit = {}", quote(u));
     }
+    if let Some(d) = p.decimals {
+        let _ = writeln!(out, "decimals = {d}");
+    }
     if let (DataType::Bitfield, Some(f)) = (p.data_type, p.field) {
         let _ = writeln!(out, "bits = \"{f}\"");
     } else if !p.bits.is_empty() {
@@ -112,5 +115,19 @@ mod tests {
         assert_eq!(float(2.0), "2.0");
         assert_eq!(float(0.001), "0.001");
         assert_eq!(float(1e-7), "1e-7");
+    }
+
+    #[test]
+    fn a_point_s_decimals_are_read_checked_and_written_back() {
+        let text =
+            "kind = \"boiler\"\n[[point]]\nname = \"p\"\ntable = \"holding\"\naddress = 1\ntype = \"u16\"\n\
+                    unit = \"MPa\"\ndecimals = 3\n";
+        let p = Profile::parse("x", "x.toml", text).unwrap();
+        assert_eq!(p.points[0].decimals, Some(3));
+        let back = to_toml(&p, "x");
+        assert!(back.contains("decimals = 3\n"), "{back}");
+        assert_eq!(Profile::parse("x", "x.toml", &back).unwrap(), p);
+        let err = Profile::parse("x", "x.toml", &text.replace("= 3", "= 12")).unwrap_err().to_string();
+        assert!(err.contains("decimals = 12 must be 0 to 9"), "{err}");
     }
 }

@@ -183,11 +183,15 @@ pub struct RulesConfig {
     /// How often the rule files are checked for changes (hot reload).
     #[serde(default = "default_reload_check", with = "humantime_serde")]
     pub reload_check_every: Duration,
+    /// A folder of gateway profiles (`*.toml`): the decimals alert summaries show each point's
+    /// values to (a point's `decimals`, else its unit's). Default: the built-in profiles.
+    #[serde(default)]
+    pub profiles: Option<PathBuf>,
 }
 
 impl Default for RulesConfig {
     fn default() -> Self {
-        RulesConfig { files: Vec::new(), reload_check_every: default_reload_check() }
+        RulesConfig { files: Vec::new(), reload_check_every: default_reload_check(), profiles: None }
     }
 }
 

@@ -4,6 +4,9 @@
 //! the rule's kinds (`*`: of any profile). Profiles are read minimally here (`kind`,
 //! `[[point]]` `name` and a `bits` table), without the gateway crate. A kind with no profile is
 //! not checked; several profiles of one kind (models) count together.
+//!
+//! Profiles also give summaries their numbers' decimals ([`Profiles::apply_decimals`]): a
+//! point's `decimals`, else its `unit`'s default.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -18,6 +21,8 @@ const EXTRA_FIELDS: &[&str] =
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Profiles {
     pub by_kind: BTreeMap<String, BTreeSet<String>>,
+    /// Kind, point: the decimals its values are shown to (the most any model of the kind asks).
+    pub decimals: BTreeMap<(String, String), u8>,
 }
 
 fn problem(file: &str, text: &str, offset: usize, message: String) -> Diagnostic {
@@ -36,7 +41,15 @@ impl Profiles {
         };
         let names = self.by_kind.entry(kind.to_string()).or_default();
         for point in value.get("point").and_then(|p| p.as_array()).into_iter().flatten() {
-            names.extend(point.get("name").and_then(|n| n.as_str()).map(str::to_string));
+            let name = point.get("name").and_then(|n| n.as_str());
+            let given = point.get("decimals").and_then(|d| d.as_integer()).map(|d| d.clamp(0, 9) as u8);
+            let by_unit =
+                point.get("unit").and_then(|u| u.as_str()).and_then(crate::number::decimals_for_unit);
+            if let (Some(name), Some(d)) = (name, given.or(by_unit)) {
+                let at = self.decimals.entry((kind.to_string(), name.to_string())).or_insert(d);
+                *at = (*at).max(d);
+            }
+            names.extend(name.map(str::to_string));
             let bits = point.get("bits").and_then(|b| b.as_table());
             names.extend(bits.into_iter().flatten().filter_map(|(_, n)| n.as_str().map(str::to_string)));
         }
@@ -58,6 +71,32 @@ impl Profiles {
             Ok(profiles)
         } else {
             Err(problems)
+        }
+    }
+
+    /// Shows the points of every summary to the decimals the profiles of the rule's kinds give
+    /// them (the most, where several kinds or models differ).
+    pub fn apply_decimals(&self, set: &mut RuleSet) {
+        for rule in &mut set.rules {
+            let kinds = rule.kinds.clone();
+            let mut summaries = vec![&mut rule.summary];
+            if let RuleType::Inspection(i) = &mut rule.rule_type {
+                summaries.extend(i.due_soon_summary.as_mut());
+            }
+            for template in summaries {
+                let fields: Vec<String> = template.fields().map(str::to_string).collect();
+                for field in fields {
+                    let decimals = (self.decimals.iter())
+                        .filter(|((kind, point), _)| {
+                            *point == field && (kinds.contains(kind) || kinds.iter().any(|k| k == "*"))
+                        })
+                        .map(|(_, d)| *d)
+                        .max();
+                    if let Some(d) = decimals {
+                        template.set_decimals(&field, d);
+                    }
+                }
+            }
         }
     }
 

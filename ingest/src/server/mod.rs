@@ -81,14 +81,30 @@ pub fn rule_files(cfg: &IngestConfig) -> Vec<std::path::PathBuf> {
     files
 }
 
-/// Loads the configured rule files, or the built-in default pack.
+/// Loads the configured rule files, or the built-in default pack, with the decimals of the
+/// configured (or built-in) profiles.
 pub fn load_rules(cfg: &IngestConfig) -> Result<rules::RuleSet, RunError> {
+    let profiles = match &cfg.rules.profiles {
+        Some(dir) => rules::profiles::Profiles::load_dir(dir),
+        None => {
+            let mut profiles = rules::profiles::Profiles::default();
+            for (name, text) in gateway::profile::BUILT_IN {
+                // The built-in profiles parse (gateway's tests).
+                let _ = profiles.add(name, text);
+            }
+            Ok(profiles)
+        }
+    };
     let result = if cfg.rules.files.is_empty() {
         rules::default_pack()
     } else {
         rules::RuleSet::load(&rule_files(cfg))
     };
-    result.map_err(|d| RunError::Rules(d.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")))
+    let (mut set, profiles) = result
+        .and_then(|set| profiles.map(|p| (set, p)))
+        .map_err(|d| RunError::Rules(d.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")))?;
+    profiles.apply_decimals(&mut set);
+    Ok(set)
 }
 
 /// Runs ingest until `shutdown` turns true; then writes what the WAL holds (one attempt) and
@@ -234,4 +250,30 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod load_rules_tests {
+    use super::*;
+
+    fn over_pressure_summary(cfg: &IngestConfig) -> String {
+        let set = load_rules(cfg).unwrap();
+        let rule = set.rules.iter().find(|r| r.id == "boiler.over_pressure").unwrap();
+        let r = telemetry::Reading::new("gw", "b1", "boiler", 1, 1, 1).with_value("pressure_mpa", 1.3826844);
+        rule.summary.render(&r, None)
+    }
+
+    #[test]
+    fn summaries_take_the_decimals_of_the_profiles() {
+        let mut cfg: IngestConfig = toml::from_str("[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n").unwrap();
+        assert_eq!(over_pressure_summary(&cfg), "b1 超压 over pressure: 1.38 MPa");
+        let dir = tempfile::tempdir().unwrap();
+        let profile = gateway::profile::BUILT_IN.iter().find(|(n, _)| *n == "boiler-ctl-v1").unwrap().1;
+        let profile = profile.replace("unit = \"MPa\"", "unit = \"MPa\"\ndecimals = 4");
+        std::fs::write(dir.path().join("boiler.toml"), profile).unwrap();
+        cfg.rules.profiles = Some(dir.path().to_path_buf());
+        assert_eq!(over_pressure_summary(&cfg), "b1 超压 over pressure: 1.3827 MPa");
+        cfg.rules.profiles = Some(dir.path().join("missing"));
+        assert!(load_rules(&cfg).is_err());
+    }
 }

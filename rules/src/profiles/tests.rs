@@ -69,3 +69,21 @@ fn the_pack_matches_the_shipped_profiles() {
     let problems = check(&pack, &texts, &profiles);
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+#[test]
+fn profiles_give_summaries_their_decimals() {
+    let mut profiles = Profiles::default();
+    let boiler = "kind = \"boiler\"\n[[point]]\nname = \"pressure_mpa\"\nunit = \"MPa\"\ndecimals = 3\n\
+                  [[point]]\nname = \"water_temp_c\"\nunit = \"°C\"\n[[point]]\nname = \"ratio\"\n";
+    profiles.add("boiler.toml", boiler).unwrap();
+    let rules = "[[rule]]\nid = \"b\"\nkinds = [\"boiler\"]\nwhen = \"pressure_mpa > 1.0\"\nseverity = \"critical\"\n\
+                 summary = \"{pressure_mpa} MPa {water_temp_c} {ratio}\"\n";
+    let mut set = RuleSet::parse("r.toml", rules).unwrap();
+    profiles.apply_decimals(&mut set);
+    let r = telemetry::Reading::new("gw", "b1", "boiler", 1, 1, 1)
+        .with_value("pressure_mpa", 0.851007)
+        .with_value("water_temp_c", 85.26)
+        .with_value("ratio", 0.123456);
+    // MPa alone would give 2; the profile says 3. °C gives 1 though the template names no unit.
+    assert_eq!(set.rules[0].summary.render(&r, None), "0.851 MPa 85.3 0.123");
+}
