@@ -58,10 +58,17 @@ pub fn run(
     input: &Path,
     format: Format,
     registry: Option<&Path>,
+    profiles: Option<&Path>,
     tick: Duration,
     json: bool,
 ) -> ExitCode {
-    let rules = match RuleSet::load(&expand(rule_paths)) {
+    let loaded = RuleSet::load(&expand(rule_paths)).and_then(|mut rules| {
+        if let Some(dir) = profiles {
+            rules::profiles::Profiles::load_dir(dir)?.apply_decimals(&mut rules);
+        }
+        Ok(rules)
+    });
+    let rules = match loaded {
         Ok(rules) => rules,
         Err(diagnostics) => {
             diagnostics.iter().for_each(|d| eprintln!("{d}"));

@@ -52,6 +52,9 @@ enum Command {
         /// The equipment registry (CSV), for `device.` attributes and inspection rules.
         #[arg(long)]
         registry: Option<PathBuf>,
+        /// A folder of gateway profiles: the decimals summaries show each point's values to.
+        #[arg(long)]
+        profiles: Option<PathBuf>,
         /// How often the virtual clock ticks (no-data rules, reminders).
         #[arg(long, default_value = "1s")]
         tick: humantime::Duration,
@@ -102,7 +105,8 @@ fn check(files: &[PathBuf], profiles: Option<&PathBuf>) -> ExitCode {
             for d in &diagnostics {
                 eprintln!("{d}");
             }
-            eprintln!("{} problems", diagnostics.len());
+            let n = diagnostics.len();
+            eprintln!("{n} problem{}", if n == 1 { "" } else { "s" });
             ExitCode::from(1)
         }
     }
@@ -141,12 +145,20 @@ fn test(files: &[PathBuf]) -> ExitCode {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Check { files, profiles } => check(&files, profiles.as_ref()),
-        Command::Backtest { rules, input, format, registry, tick, json } => {
+        Command::Backtest { rules, input, format, registry, profiles, tick, json } => {
             let format = match format {
                 InputFormat::Lp => backtest::Format::LineProtocol,
                 InputFormat::Jsonl => backtest::Format::JsonLines,
             };
-            backtest_cli::run(&rules, &input, format, registry.as_deref(), tick.into(), json)
+            backtest_cli::run(
+                &rules,
+                &input,
+                format,
+                registry.as_deref(),
+                profiles.as_deref(),
+                tick.into(),
+                json,
+            )
         }
         Command::Test { files } => test(&files),
         Command::Registry(command) => registry_cli::run(command),

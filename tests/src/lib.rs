@@ -104,7 +104,10 @@ fn find_program(name: &str, install: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("`{name}` is not installed; this test needs the real one. Install it with: {install}");
+    panic!(
+        "`{name}` is not installed; this test needs the real one. Install it with: {install} \
+         (or run the tests with scripts/test, which installs what is missing)"
+    );
 }
 
 /// A real Mosquitto broker on a free port.

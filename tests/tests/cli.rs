@@ -122,6 +122,40 @@ fn an_error_and_its_cause_print_once() {
     assert_eq!(err.matches("TOML parse error").count(), 1, "{err}");
 }
 
+#[test]
+fn backtest_summaries_take_the_profiles_decimals() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.lp");
+    let lines: Vec<String> = (0..6)
+        .map(|i| {
+            format!("boiler,device=b1,gateway=gw pressure_mpa=1.3826844 {}", 1_700_000_000_000i64 + i * 1000)
+        })
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let profiles = dir.path().join("profiles");
+    std::fs::create_dir(&profiles).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let boiler = std::fs::read_to_string(root.join("deploy/profiles/boiler-ctl-v1.toml")).unwrap();
+    std::fs::write(
+        profiles.join("boiler.toml"),
+        boiler.replace("unit = \"MPa\"", "unit = \"MPa\"\ndecimals = 3"),
+    )
+    .unwrap();
+    let rules = root.join("deploy/rules/boiler.toml");
+    let backtest = |extra: &[&str]| {
+        let mut args =
+            vec!["backtest", "--rules", rules.to_str().unwrap(), "--input", input.to_str().unwrap()];
+        args.extend(extra);
+        let out = run_in(dir.path(), &binary("rules"), &args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    // By the unit written after it (MPa: 2), then by the profile's `decimals`.
+    assert!(backtest(&[]).contains("over pressure: 1.38 MPa\""), "{}", backtest(&[]));
+    let out = backtest(&["--profiles", profiles.to_str().unwrap()]);
+    assert!(out.contains("over pressure: 1.383 MPa\""), "{out}");
+}
+
 /// Starts `ingest run` against a fresh Mosquitto with `env`, waits for it to subscribe, stops it
 /// and returns everything it wrote.
 fn ingest_output(dir: &Path, env: &[(&str, &str)]) -> String {
