@@ -366,6 +366,7 @@ mod tests {
         let cfg = IngestConfig::load(path).unwrap();
         assert!(cfg.tsdb.is_some());
         assert_eq!(cfg.filters(), vec!["telemetry/+/+/+".to_string()]);
+        assert_eq!(cfg.limits, crate::limits::LimitsConfig::default(), "it shows the defaults");
     }
 
     #[test]
