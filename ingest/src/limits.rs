@@ -353,9 +353,9 @@ impl Limits {
         if !known_device {
             self.take_new_device(&r.gateway, &r.device, now_ms)?;
         }
-        let fields = self.kinds.entry(r.kind.clone()).or_default();
-        if new_fields > 0 {
-            fields.extend(r.values.keys().cloned());
+        // No allocation for the common case: a known kind with no new names.
+        if new_fields > 0 || !self.kinds.contains_key(&r.kind) {
+            self.kinds.entry(r.kind.clone()).or_default().extend(r.values.keys().cloned());
         }
         Ok(())
     }
