@@ -67,10 +67,16 @@ fn bench(c: &mut Criterion) {
     group.bench_function("decode_rules_line_protocol", |b| {
         b.iter_batched(
             || {
-                Pipeline::new(
+                let mut p = Pipeline::new(
                     Topics::default(),
                     rules::Engine::new(rules::default_pack().expect("default pack")),
-                )
+                );
+                // All 10,000 devices are new to it and come through one gateway.
+                p.set_limits(ingest::limits::LimitsConfig {
+                    new_devices_per_minute: u32::MAX,
+                    ..Default::default()
+                });
+                p
             },
             |mut pipeline| {
                 let mut bytes = 0;

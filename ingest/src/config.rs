@@ -34,6 +34,9 @@ pub struct IngestConfig {
     /// Alert notifications (webhooks, robots, e-mail); without receivers, none are sent.
     #[serde(default)]
     pub notify: crate::notify::NotifyConfig,
+    /// What one message may hold; over a limit it is dead-lettered (see [`crate::limits`]).
+    #[serde(default)]
+    pub limits: crate::limits::LimitsConfig,
 }
 
 fn default_snapshot_every() -> Duration {
@@ -328,6 +331,7 @@ impl IngestConfig {
         if self.batch.max_readings == 0 {
             problems.push("batch.max_readings must be at least 1".into());
         }
+        problems.extend(self.limits.problems());
         problems
     }
 
@@ -366,6 +370,7 @@ mod tests {
         let cfg = IngestConfig::load(path).unwrap();
         assert!(cfg.tsdb.is_some());
         assert_eq!(cfg.filters(), vec!["telemetry/+/+/+".to_string()]);
+        assert_eq!(cfg.limits, crate::limits::LimitsConfig::default(), "it shows the defaults");
     }
 
     #[test]

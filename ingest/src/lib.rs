@@ -6,6 +6,7 @@
 //!   `telemetry::spool`), and a writer that drains it to the sink.
 //! - [`pipeline`]: the pure core: topic and payload in; line protocol, alert transitions or a
 //!   dead letter out. Hosts the [`rules`] engine and [`dedup`].
+//! - [`limits`]: the `[limits]` section: what one message may hold, and why it is refused.
 //! - [`registry`]: the equipment registry CSV, reloaded when it changes.
 //! - [`state`]: the rules engine's state in SQLite, so alerts survive a restart.
 //! - [`line_protocol`]: readings and alerts as InfluxDB line protocol.
@@ -23,6 +24,7 @@ pub mod console;
 pub mod dedup;
 pub mod demo;
 pub mod http;
+pub mod limits;
 pub mod line_protocol;
 pub mod metrics;
 pub mod notify;

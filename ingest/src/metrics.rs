@@ -39,6 +39,8 @@ pub struct Metrics {
     pub registry_bad_rows: AtomicU64,
     pub mqtt_connected: AtomicBool,
     pub subscribed: AtomicBool,
+    /// Dead letters by reason, indexed by [`crate::limits::Reason::index`].
+    pub dead_letters: [AtomicU64; crate::limits::Reason::ALL.len()],
 }
 
 fn counter(out: &mut String, name: &str, help: &str, v: impl std::fmt::Display) {
@@ -166,8 +168,19 @@ impl Metrics {
             "1 once the subscriptions are acknowledged.",
             up(&self.subscribed),
         );
+        self.render_dead_letters(&mut out);
         render_process(&mut out);
         out
+    }
+
+    fn render_dead_letters(&self, out: &mut String) {
+        let name = "ingest_dead_letters_total";
+        let _ =
+            writeln!(out, "# HELP {name} Messages sent to dead-letter, by reason.\n# TYPE {name} counter");
+        for r in crate::limits::Reason::ALL {
+            let n = self.dead_letters[r.index()].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{reason=\"{}\"}} {n}", r.label());
+        }
     }
 }
 
@@ -216,6 +229,7 @@ mod tests {
         let rss = text.lines().find_map(|l| l.strip_prefix("process_resident_memory_bytes ")).unwrap();
         assert!(rss.parse::<f64>().unwrap() > 1e6, "{rss}");
         assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
+        assert!(text.contains("\ningest_dead_letters_total{reason=\"ts_future\"} 0\n"), "{text}");
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').unwrap();
             assert!(!name.is_empty() && value.parse::<f64>().is_ok(), "{line}");

@@ -10,6 +10,7 @@ use serde::Serialize;
 use telemetry::{AlertMessage, Topic, Topics};
 
 use crate::dedup::{Dedup, Seen};
+use crate::limits::{Limits, LimitsConfig, Reason, Refusal};
 use crate::line_protocol;
 
 /// What one message turned into.
@@ -43,6 +44,8 @@ pub struct Stats {
     pub gaps: u64,
     pub alerts_firing: u64,
     pub alerts_resolved: u64,
+    /// Dead letters by [`Reason`], indexed by [`Reason::index`].
+    pub dead_letters: [u64; Reason::ALL.len()],
 }
 
 pub struct Pipeline {
@@ -53,10 +56,12 @@ pub struct Pipeline {
     /// tagged with their town.
     registry: Option<Arc<Registry>>,
     reject_unknown: bool,
+    limits: Limits,
     pub stats: Stats,
 }
 
-const MAX_DEAD_LETTER_PAYLOAD: usize = 64 * 1024;
+/// Bytes of the original payload a dead letter carries.
+pub const MAX_DEAD_LETTER_PAYLOAD: usize = 64 * 1024;
 
 impl Pipeline {
     pub fn new(topics: Topics, engine: Engine) -> Self {
@@ -66,8 +71,18 @@ impl Pipeline {
             dedup: Dedup::default(),
             registry: None,
             reject_unknown: false,
+            limits: Limits::default(),
             stats: Stats::default(),
         }
+    }
+
+    /// Puts `[limits]` in force (the kinds and field names taken so far are forgotten).
+    pub fn set_limits(&mut self, cfg: LimitsConfig) {
+        self.limits = Limits::new(cfg);
+    }
+
+    pub fn limits(&self) -> &LimitsConfig {
+        self.limits.config()
     }
 
     pub fn engine(&self) -> &Engine {
@@ -110,52 +125,110 @@ impl Pipeline {
         }
     }
 
-    /// Handles one message received at `now_ms` (used only to stamp dead letters).
+    /// Handles one message received at `now_ms`: the time its timestamp is judged against (so
+    /// a WAL replay passes the receive time, not its own) and dead letters are stamped with.
     pub fn handle(&mut self, topic: &str, payload: &[u8], now_ms: i64) -> Outcome {
         self.stats.received += 1;
-        match self.accept(topic, payload) {
+        let result = match self.limits.check_size(payload.len()) {
+            Ok(()) => self.accept(topic, payload, now_ms),
+            Err(refusal) => Err((self.gateway_of(topic), refusal)),
+        };
+        match result {
             Ok(outcome) => outcome,
-            Err((gateway, reason)) => {
-                self.stats.invalid += 1;
-                let text = String::from_utf8_lossy(&payload[..payload.len().min(MAX_DEAD_LETTER_PAYLOAD)]);
-                let letter = DeadLetter { reason: &reason, topic, payload: &text, received_at: now_ms };
-                Outcome::DeadLetter {
-                    topic: self
-                        .topics
-                        .build(&Topic::DeadLetter { gateway: gateway.unwrap_or_else(|| "unknown".into()) }),
-                    payload: serde_json::to_vec(&letter).unwrap_or_default(),
-                    reason,
-                }
-            }
+            Err((gateway, refusal)) => self.dead_letter(topic, payload, gateway, refusal, now_ms),
         }
     }
 
-    fn accept(&mut self, topic: &str, payload: &[u8]) -> Result<Outcome, (Option<String>, String)> {
+    /// Handles a message of `len` bytes that was too large to keep whole: only its first
+    /// bytes, `head`, are left, for the dead letter.
+    pub fn handle_too_large(&mut self, topic: &str, head: &[u8], len: usize, now_ms: i64) -> Outcome {
+        self.stats.received += 1;
+        let refusal = crate::limits::too_large(len, self.limits.config().max_message_bytes.0);
+        self.dead_letter(topic, head, self.gateway_of(topic), refusal, now_ms)
+    }
+
+    fn gateway_of(&self, topic: &str) -> Option<String> {
+        match self.topics.parse(topic) {
+            Ok(Topic::Telemetry { gateway, .. }) => Some(gateway),
+            _ => None,
+        }
+    }
+
+    fn dead_letter(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        gateway: Option<String>,
+        refusal: Refusal,
+        now_ms: i64,
+    ) -> Outcome {
+        self.stats.invalid += 1;
+        self.stats.dead_letters[refusal.reason.index()] += 1;
+        let reason = refusal.message;
+        let text = String::from_utf8_lossy(&payload[..payload.len().min(MAX_DEAD_LETTER_PAYLOAD)]);
+        let letter = DeadLetter { reason: &reason, topic, payload: &text, received_at: now_ms };
+        Outcome::DeadLetter {
+            topic: self
+                .topics
+                .build(&Topic::DeadLetter { gateway: gateway.unwrap_or_else(|| "unknown".into()) }),
+            payload: serde_json::to_vec(&letter).unwrap_or_default(),
+            reason,
+        }
+    }
+
+    fn accept(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        now_ms: i64,
+    ) -> Result<Outcome, (Option<String>, Refusal)> {
+        let invalid = |message: String| Refusal { reason: Reason::Invalid, message };
         let (gateway, device) = match self.topics.parse(topic) {
             Ok(Topic::Telemetry { gateway, device, .. }) => (gateway, device),
-            Ok(other) => return Err((None, format!("topic `{topic}` is not a telemetry topic ({other:?})"))),
-            Err(e) => return Err((None, e.to_string())),
+            Ok(other) => {
+                return Err((None, invalid(format!("topic `{topic}` is not a telemetry topic ({other:?})"))))
+            }
+            Err(e) => {
+                let message = e.to_string();
+                return Err(match &e {
+                    telemetry::TopicError::BadLevel { value, .. }
+                        if value.len() > telemetry::codec::MAX_ID_LEN =>
+                    {
+                        (gateway_level(topic), Refusal { reason: Reason::IdTooLong, message })
+                    }
+                    _ => (None, invalid(message)),
+                });
+            }
         };
-        let reading = telemetry::decode(payload).map_err(|e| (Some(gateway.clone()), e.to_string()))?;
+        let reading = telemetry::decode(payload).map_err(|e| {
+            (Some(gateway.clone()), Refusal { reason: Reason::of_payload_error(&e), message: e.to_string() })
+        })?;
         if reading.gateway != gateway {
             return Err((
                 Some(gateway.clone()),
-                format!("field `gw`: `{}` differs from the topic's gateway `{gateway}`", reading.gateway),
+                invalid(format!(
+                    "field `gw`: `{}` differs from the topic's gateway `{gateway}`",
+                    reading.gateway
+                )),
             ));
         }
         if reading.device != device {
             return Err((
                 Some(gateway),
-                format!("field `dev`: `{}` differs from the topic's device `{device}`", reading.device),
+                invalid(format!(
+                    "field `dev`: `{}` differs from the topic's device `{device}`",
+                    reading.device
+                )),
             ));
         }
         let unit = self.registry.as_ref().and_then(|r| r.get(&reading.device));
         if unit.is_none() && self.reject_unknown && self.registry.is_some() {
-            return Err((
-                Some(gateway),
-                format!("field `dev`: device `{}` is not in the equipment registry", reading.device),
-            ));
+            let message =
+                format!("field `dev`: device `{}` is not in the equipment registry", reading.device);
+            return Err((Some(gateway), Refusal { reason: Reason::UnknownDevice, message }));
         }
+        let known = unit.is_some() || self.engine.knows_device(&reading.device);
+        self.limits.check(&reading, now_ms, known).map_err(|r| (Some(gateway.clone()), r))?;
         let town = unit.map(|u| u.town.clone()).filter(|t| !t.is_empty());
         match self.dedup.observe(&reading.device, reading.session, reading.seq) {
             Seen::Duplicate => {
@@ -175,6 +248,18 @@ impl Pipeline {
         Ok(Outcome::Reading { kind: reading.kind, gateway: reading.gateway, lines, alerts })
     }
 }
+
+/// The gateway of a telemetry-shaped topic that did not parse (a device id too long, say), so
+/// its dead letter still reaches that gateway's topic.
+fn gateway_level(topic: &str) -> Option<String> {
+    let levels: Vec<&str> = topic.split('/').collect();
+    let at = levels.iter().position(|l| *l == "telemetry")?;
+    let gateway = (levels.len() == at + 4).then(|| levels[at + 2])?;
+    telemetry::codec::check_id(gateway).ok().map(|_| gateway.to_string())
+}
+
+#[cfg(test)]
+mod limit_tests;
 
 #[cfg(test)]
 mod tests {
@@ -236,7 +321,7 @@ mod tests {
         assert_eq!((alerts[0].rule.as_str(), alerts[0].device.as_str()), ("gateway.no_data", "gw-1"));
         assert_eq!(alerts[0].status, telemetry::AlertStatus::Firing);
         assert!(lines.starts_with("alert,rule=gateway.no_data,device=gw-1"), "{lines}");
-        p.handle(&topic, &boiler(silent + 1, false), 0);
+        p.handle(&topic, &boiler(silent + 1, false), silent);
         p.tick(silent + 1_000);
         assert_eq!(p.stats.alerts_resolved, 1, "data back resolves it");
     }

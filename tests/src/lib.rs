@@ -447,3 +447,39 @@ pub fn start_ingest(dir: &Path, name: &str, config: &str) -> Proc {
     });
     p
 }
+
+/// Publishes raw `(topic, payload)` messages in order at QoS 1 as `client_id` (any size up to
+/// the MQTT maximum, garbage included) and returns once the broker acknowledged all.
+pub fn publish_raw(port: u16, client_id: &str, messages: Vec<(String, Vec<u8>)>) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(10)).set_max_packet_size(268_435_455, 268_435_455);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
+        let total = messages.len();
+        let sender = client.clone();
+        let publisher = tokio::spawn(async move {
+            for (topic, payload) in messages {
+                sender.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload).await.expect("publish");
+            }
+        });
+        let mut acked = 0;
+        while acked < total {
+            let event =
+                tokio::time::timeout(Duration::from_secs(30), eventloop.poll()).await.expect("acks in time");
+            match event {
+                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::PubAck(_))) => acked += 1,
+                Ok(_) => {}
+                Err(e) => panic!("raw publisher: {e}"),
+            }
+        }
+        publisher.await.expect("publisher task");
+        let _ = client.disconnect().await;
+    });
+}
+
+/// The value of one sample line (`name{labels} value`) on ingest's `/metrics` at `http`.
+pub fn metric(http: u16, sample: &str) -> Option<f64> {
+    let text = ureq::get(&format!("http://127.0.0.1:{http}/metrics")).call().ok()?.into_string().ok()?;
+    text.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -117,6 +117,7 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
     hooks.metrics.rules_last_reload_ms.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
     let topics = Topics::new(&cfg.mqtt.topic_prefix);
     let mut pipeline = Pipeline::new(topics.clone(), engine);
+    pipeline.set_limits(cfg.limits.clone());
     let state = match cfg.state_path() {
         Some(path) => {
             let store = crate::state::StateStore::open(&path).map_err(RunError::State)?;
@@ -160,7 +161,9 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
         segment_bytes: cfg.wal.segment_bytes.0,
         when_full: WhenFull::Block,
         max_age: None,
-        ..SpoolConfig::default()
+        // Room for a whole message at the limit; one over it goes in cut (see mqtt::append_all).
+        max_record_bytes: (cfg.limits.max_message_bytes.0 + 128 * 1024).clamp(4 << 20, u32::MAX as u64)
+            as u32,
     };
     let wal = Spool::open(&cfg.wal.dir, wal_cfg).map_err(|e| RunError::Wal(e.to_string()))?;
     if wal.pending() > 0 {
@@ -191,7 +194,7 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
         .set_keep_alive(Duration::from_secs(30))
         .set_clean_session(false)
         .set_manual_acks(true)
-        .set_max_packet_size(1024 * 1024, 1024 * 1024);
+        .set_max_packet_size(mqtt::MQTT_MAX_PACKET, 1024 * 1024);
     if let Some(user) = &cfg.mqtt.username {
         options.set_credentials(user, cfg.mqtt.password.clone().unwrap_or_default());
     }
@@ -213,6 +216,7 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
         wal.clone(),
         written.clone(),
         hooks.metrics.clone(),
+        cfg.limits.max_message_bytes.0.min(usize::MAX as u64) as usize,
         shutdown.clone(),
     ));
     let writer = writer::Writer {

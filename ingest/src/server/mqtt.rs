@@ -14,22 +14,72 @@ use crate::metrics::Metrics;
 /// Messages synced to the WAL together, at most (one fsync for all of them).
 const GROUP_COMMIT: usize = 1_000;
 
+/// The largest MQTT packet: rumqttc is told to take anything, so no message fails the
+/// connection (a persistent session would redeliver it forever); ingest's own limit
+/// (`limits.max_message_bytes`) then dead-letters and acknowledges it.
+pub const MQTT_MAX_PACKET: usize = 268_435_455;
+
+/// Set in a record's topic length when the payload was over the limit and only its head is
+/// kept: the payload is then `original length u64 | head`. Topics are cut at 32 KiB (a
+/// telemetry topic is a few hundred bytes at most).
+const CUT: u16 = 0x8000;
+const MAX_TOPIC: usize = (CUT - 1) as usize;
+
 /// A WAL record: `received_at i64 | topic_len u16 | topic | payload`.
 pub fn encode_record(received_at: i64, topic: &str, payload: &[u8]) -> Vec<u8> {
-    let mut rec = Vec::with_capacity(10 + topic.len() + payload.len());
+    record(received_at, topic, 0, &[payload])
+}
+
+/// The record of a message of `len` bytes too large to keep: its first bytes, `head`, only.
+pub fn encode_cut_record(received_at: i64, topic: &str, len: usize, head: &[u8]) -> Vec<u8> {
+    record(received_at, topic, CUT, &[&(len as u64).to_le_bytes(), head])
+}
+
+fn record(received_at: i64, topic: &str, flags: u16, parts: &[&[u8]]) -> Vec<u8> {
+    let topic = &topic.as_bytes()[..topic.len().min(MAX_TOPIC)];
+    let mut rec = Vec::with_capacity(10 + topic.len() + parts.iter().map(|p| p.len()).sum::<usize>());
     rec.extend_from_slice(&received_at.to_le_bytes());
-    rec.extend_from_slice(&(topic.len().min(u16::MAX as usize) as u16).to_le_bytes());
-    rec.extend_from_slice(&topic.as_bytes()[..topic.len().min(u16::MAX as usize)]);
-    rec.extend_from_slice(payload);
+    rec.extend_from_slice(&(topic.len() as u16 | flags).to_le_bytes());
+    rec.extend_from_slice(topic);
+    for p in parts {
+        rec.extend_from_slice(p);
+    }
     rec
 }
 
-/// The inverse of [`encode_record`]; `None` for a record too short to be one.
-pub fn decode_record(rec: &[u8]) -> Option<(i64, String, &[u8])> {
+/// A record read back.
+#[derive(Debug, PartialEq)]
+pub struct Record<'a> {
+    pub received_at: i64,
+    pub topic: String,
+    pub payload: &'a [u8],
+    /// The message's length, when `payload` is only its head.
+    pub cut_from: Option<usize>,
+}
+
+/// The inverse of [`encode_record`] and [`encode_cut_record`]; `None` for a record too short
+/// to be one.
+pub fn decode_record(rec: &[u8]) -> Option<Record<'_>> {
     let received_at = i64::from_le_bytes(rec.get(..8)?.try_into().ok()?);
-    let len = u16::from_le_bytes(rec.get(8..10)?.try_into().ok()?) as usize;
+    let raw = u16::from_le_bytes(rec.get(8..10)?.try_into().ok()?);
+    let len = (raw & !CUT) as usize;
     let topic = String::from_utf8_lossy(rec.get(10..10 + len)?).into_owned();
-    Some((received_at, topic, rec.get(10 + len..)?))
+    let rest = rec.get(10 + len..)?;
+    if raw & CUT == 0 {
+        return Some(Record { received_at, topic, payload: rest, cut_from: None });
+    }
+    let full = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+    Some(Record { received_at, topic, payload: &rest[8..], cut_from: Some(full as usize) })
+}
+
+/// The record of one message: whole, or its head when it is over `max_message` bytes.
+fn record_of(received_at: i64, p: &Publish, max_message: usize) -> Vec<u8> {
+    if p.payload.len() > max_message {
+        let head = &p.payload[..p.payload.len().min(crate::pipeline::MAX_DEAD_LETTER_PAYLOAD)];
+        encode_cut_record(received_at, &p.topic, p.payload.len(), head)
+    } else {
+        encode_record(received_at, &p.topic, &p.payload)
+    }
 }
 
 /// Polls the event loop: subscribes on every new session, forwards publishes, reconnects
@@ -103,6 +153,7 @@ pub async fn receive(
     wal: Arc<Mutex<Spool>>,
     written: Arc<Notify>,
     metrics: Arc<Metrics>,
+    max_message: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut group: Vec<Publish> = Vec::with_capacity(GROUP_COMMIT);
@@ -124,7 +175,7 @@ pub async fn receive(
         loop {
             let result = tokio::task::block_in_place(|| {
                 let mut wal = wal.lock().map_err(|_| "the WAL lock is poisoned".to_string())?;
-                append_all(&mut wal, &group, now).map_err(|e| e.to_string())?;
+                append_all(&mut wal, &group, now, max_message).map_err(|e| e.to_string())?;
                 Ok::<_, String>((wal.pending(), wal.bytes()))
             });
             match result {
@@ -153,13 +204,19 @@ pub async fn receive(
 }
 
 /// Appends the whole group or nothing new (a failed group is retried whole; a record that
-/// was appended before the failure is simply written twice, which dedup absorbs).
-fn append_all(wal: &mut Spool, group: &[Publish], now: i64) -> Result<(), SpoolError> {
+/// was appended before the failure is simply written twice, which dedup absorbs). A message
+/// over `max_message` bytes goes in as its head, to be dead-lettered; one the WAL still
+/// refuses as too large goes in as its length alone, so it is dead-lettered all the same.
+fn append_all(wal: &mut Spool, group: &[Publish], now: i64, max_message: usize) -> Result<(), SpoolError> {
     for p in group {
-        match wal.append(&encode_record(now, &p.topic, &p.payload)) {
+        match wal.append(&record_of(now, p, max_message)) {
             Ok(_) => {}
             Err(SpoolError::TooLarge(n)) => {
-                tracing::error!("a {n}-byte message on {} is larger than the WAL takes", p.topic)
+                tracing::warn!(
+                    "a {n}-byte record for {} is larger than the WAL takes; keeping its length only",
+                    p.topic
+                );
+                wal.append(&encode_cut_record(now, &p.topic, p.payload.len(), &[]))?;
             }
             Err(e) => return Err(e),
         }
@@ -171,11 +228,46 @@ fn append_all(wal: &mut Spool, group: &[Publish], now: i64) -> Result<(), SpoolE
 mod tests {
     use super::*;
 
+    fn whole(received_at: i64, topic: &str, payload: &[u8]) -> Option<Record<'static>> {
+        let payload: &'static [u8] = payload.to_vec().leak();
+        Some(Record { received_at, topic: topic.into(), payload, cut_from: None })
+    }
+
     #[test]
     fn wal_records_round_trip() {
         let rec = encode_record(42, "telemetry/1/gw/dev", b"{\"v\":1}");
-        assert_eq!(decode_record(&rec), Some((42, "telemetry/1/gw/dev".to_string(), &b"{\"v\":1}"[..])));
+        assert_eq!(decode_record(&rec), whole(42, "telemetry/1/gw/dev", b"{\"v\":1}"));
         assert_eq!(decode_record(&rec[..9]), None);
-        assert_eq!(decode_record(&encode_record(1, "", b"")), Some((1, String::new(), &b""[..])));
+        assert_eq!(decode_record(&encode_record(1, "", b"")), whole(1, "", b""));
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_kept_as_its_head_and_length() {
+        let p = Publish::new("telemetry/1/gw/dev", QoS::AtLeastOnce, vec![b'x'; 1_200_000]);
+        let rec = record_of(7, &p, 256 * 1024);
+        assert!(rec.len() < 70 * 1024, "{} bytes", rec.len());
+        let back = decode_record(&rec).unwrap();
+        assert_eq!((back.received_at, back.topic.as_str()), (7, "telemetry/1/gw/dev"));
+        assert_eq!(back.cut_from, Some(1_200_000));
+        assert_eq!(back.payload.len(), crate::pipeline::MAX_DEAD_LETTER_PAYLOAD);
+        let small = Publish::new("t", QoS::AtLeastOnce, b"{}".to_vec());
+        assert_eq!(decode_record(&record_of(7, &small, 256 * 1024)), whole(7, "t", b"{}"));
+        assert_eq!(decode_record(&encode_cut_record(1, "t", 9, b"")).unwrap().cut_from, Some(9));
+        assert_eq!(decode_record(&encode_cut_record(1, "t", 9, b"")[..12]), None, "length cut off");
+    }
+
+    #[test]
+    fn a_record_the_wal_refuses_still_goes_in_as_a_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = telemetry::spool::SpoolConfig { max_record_bytes: 1024, ..Default::default() };
+        let mut wal = Spool::open(dir.path(), cfg).unwrap();
+        let big = Publish::new("telemetry/1/gw/dev", QoS::AtLeastOnce, vec![b'x'; 4_000]);
+        let ok = Publish::new("telemetry/1/gw/dev", QoS::AtLeastOnce, b"{}".to_vec());
+        append_all(&mut wal, &[big, ok], 5, 1 << 20).unwrap();
+        let records = wal.read(10).unwrap();
+        assert_eq!(records.len(), 2, "nothing dropped");
+        let first = decode_record(&records[0].payload).unwrap();
+        assert_eq!((first.cut_from, first.payload.len()), (Some(4_000), 0));
+        assert_eq!(decode_record(&records[1].payload).unwrap().cut_from, None);
     }
 }

@@ -135,8 +135,13 @@ impl Writer {
                 let Some(last_id) = records.last().map(|r| r.id) else { break };
                 let mut batch = Batch { wal_id: last_id, ..Batch::default() };
                 for r in &records {
-                    let Some((received_at, topic, payload)) = decode_record(&r.payload) else { continue };
-                    match pipeline.handle(&topic, payload, received_at) {
+                    let Some(rec) = decode_record(&r.payload) else { continue };
+                    let topic = &rec.topic;
+                    let outcome = match rec.cut_from {
+                        Some(len) => pipeline.handle_too_large(topic, rec.payload, len, rec.received_at),
+                        None => pipeline.handle(topic, rec.payload, rec.received_at),
+                    };
+                    match outcome {
                         Outcome::Reading { gateway, lines, alerts, .. } => {
                             batch.readings += 1;
                             batch.chunks.push((gateway, lines));
@@ -389,6 +394,9 @@ impl Writer {
         m.invalid.store(s.invalid, Ordering::Relaxed);
         m.duplicates.store(s.duplicates, Ordering::Relaxed);
         m.gaps.store(s.gaps, Ordering::Relaxed);
+        for (counter, n) in m.dead_letters.iter().zip(s.dead_letters) {
+            counter.store(n, Ordering::Relaxed);
+        }
         m.alerts_firing_total.store(s.alerts_firing, Ordering::Relaxed);
         m.alerts_resolved_total.store(s.alerts_resolved, Ordering::Relaxed);
         m.alerts_active.store(s.alerts_firing as i64 - s.alerts_resolved as i64, Ordering::Relaxed);

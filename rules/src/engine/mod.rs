@@ -299,6 +299,12 @@ impl Engine {
         self.devices.iter().map(|(d, s)| (d.as_str(), s.gateway.as_str(), s.kind.as_str(), s.last_seen))
     }
 
+    /// Whether the engine holds state for `device` (it has sent a reading since it was last
+    /// evicted or the state was restored).
+    pub fn knows_device(&self, device: &str) -> bool {
+        self.devices.contains_key(device)
+    }
+
     pub fn rules(&self) -> &[Rule] {
         &self.rules.rules
     }

@@ -13,6 +13,10 @@ use crate::PAYLOAD_VERSION;
 
 /// Longest id (gateway, device) accepted, in bytes.
 pub const MAX_ID_LEN: usize = 128;
+/// Longest point name accepted, in bytes.
+pub const MAX_POINT_NAME_LEN: usize = 128;
+/// Longest equipment kind accepted, in bytes.
+pub const MAX_KIND_LEN: usize = 64;
 
 /// Why a payload was rejected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -29,6 +33,9 @@ pub enum PayloadError {
     Invalid { field: String, reason: String },
     #[error("field `v`: payload version {found} is not supported (this ingest speaks {PAYLOAD_VERSION})")]
     UnsupportedVersion { found: String },
+    /// An id, kind or point name longer than the format allows (a receiver may allow less).
+    #[error("field `{field}`: {len} bytes is too long (at most {max} bytes)")]
+    TooLong { field: String, len: usize, max: usize },
 }
 
 impl PayloadError {
@@ -37,7 +44,8 @@ impl PayloadError {
         match self {
             PayloadError::Missing { field }
             | PayloadError::WrongType { field, .. }
-            | PayloadError::Invalid { field, .. } => Some(field),
+            | PayloadError::Invalid { field, .. }
+            | PayloadError::TooLong { field, .. } => Some(field),
             PayloadError::UnsupportedVersion { .. } => Some("v"),
             PayloadError::NotJson(_) | PayloadError::NotObject => None,
         }
@@ -176,6 +184,7 @@ pub fn decode(bytes: &[u8]) -> Result<Reading, PayloadError> {
     let gateway = id_field("gw", get("gw")?)?;
     let device = id_field("dev", get("dev")?)?;
     let kind = string_field("kind", get("kind")?)?;
+    too_long("kind", &kind, MAX_KIND_LEN)?;
     if !is_kind(&kind) {
         return Err(invalid("kind", "must be lower-case letters, digits and `_`, starting with a letter"));
     }
@@ -192,6 +201,7 @@ pub fn decode(bytes: &[u8]) -> Result<Reading, PayloadError> {
     let mut values = BTreeMap::new();
     for (name, v) in raw_values {
         let field = || format!("values.{name}");
+        too_long(&field(), name, MAX_POINT_NAME_LEN)?;
         if !is_point_name(name) {
             return Err(PayloadError::Invalid {
                 field: field(),
@@ -279,8 +289,16 @@ fn u64_field(field: &str, v: &Json) -> Result<u64, PayloadError> {
     }
 }
 
+fn too_long(field: &str, s: &str, max: usize) -> Result<(), PayloadError> {
+    if s.len() > max {
+        return Err(PayloadError::TooLong { field: field.into(), len: s.len(), max });
+    }
+    Ok(())
+}
+
 fn id_field(field: &str, v: &Json) -> Result<String, PayloadError> {
     let s = string_field(field, v)?;
+    too_long(field, &s, MAX_ID_LEN)?;
     check_id(&s).map_err(|reason| invalid(field, reason))?;
     Ok(s)
 }
@@ -308,7 +326,7 @@ pub fn is_kind(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && s.len() <= 64
+        && s.len() <= MAX_KIND_LEN
 }
 
 /// A point name: usable as a CEL identifier and as a line-protocol field key.
@@ -316,7 +334,7 @@ pub fn is_point_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && s.len() <= 128
+        && s.len() <= MAX_POINT_NAME_LEN
 }
 
 #[cfg(test)]

@@ -73,6 +73,13 @@ fn every_rejection_names_the_field_and_the_reason() {
         ("dev", "\"a+b\"", "dev", "must not contain"),
         ("dev", "\"a b\"", "dev", "must not contain"),
         ("dev", &format!("\"{}\"", "x".repeat(129)), "dev", "at most 128 bytes"),
+        ("kind", &format!("\"{}\"", "k".repeat(65)), "kind", "65 bytes is too long (at most 64 bytes)"),
+        (
+            "values",
+            &format!("{{\"{}\":1}}", "p".repeat(129)),
+            &format!("values.{}", "p".repeat(129)),
+            "129 bytes is too long",
+        ),
         ("kind", "\"Elevator\"", "kind", "lower-case"),
         ("kind", "null", "kind", "expected a string, found null"),
         ("sid", "-1", "sid", "found a negative number"),

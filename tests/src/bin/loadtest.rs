@@ -106,13 +106,15 @@ fn main() {
     let http = free_port();
     let config = format!(
         "[mqtt]\nurl = \"{}\"\nclient_id = \"ingest-load\"\n\n[tsdb]\nurl = \"{}\"\nbucket = \"telemetry\"\n\n\
-         [files]\ndir = \"{}\"\n\n[wal]\ndir = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{http}\"\n\n[rules]\nfiles = [{}]\n",
+         [files]\ndir = \"{}\"\n\n[wal]\ndir = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:{http}\"\n\n[rules]\nfiles = [{}]\n\n\
+         [limits]\nnew_devices_per_minute = 100000000\n",
         broker.url(),
         vm.url(),
         dir.join("files").display(),
         dir.join("wal").display(),
         rules.map(|r| format!("{r:?}")).unwrap_or_default()
     );
+    // `new_devices_per_minute` above: one gateway brings in every device of the load at once.
     let ingest = start_ingest(dir, "ingest", &config);
     let port = broker.port;
     let history = if soak.is_zero() { Vec::new() } else { history() };
