@@ -34,6 +34,9 @@ pub struct IngestConfig {
     /// Alert notifications (webhooks, robots, e-mail); without receivers, none are sent.
     #[serde(default)]
     pub notify: crate::notify::NotifyConfig,
+    /// When `/readyz` says not ready, besides not being subscribed.
+    #[serde(default)]
+    pub health: crate::health::HealthConfig,
 }
 
 fn default_snapshot_every() -> Duration {
@@ -324,6 +327,7 @@ impl IngestConfig {
         if self.batch.max_readings == 0 {
             problems.push("batch.max_readings must be at least 1".into());
         }
+        problems.extend(self.health.problems());
         problems
     }
 

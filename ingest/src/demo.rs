@@ -126,6 +126,7 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
         state: StateConfig::default(),
         console,
         notify: Default::default(),
+        health: Default::default(),
     };
 
     println!("special-equipment telemetry demo");

@@ -97,6 +97,7 @@ fn config(broker: &Mosquitto, tsdb: String, dir: &std::path::Path) -> IngestConf
         state: StateConfig::default(),
         console: Default::default(),
         notify: Default::default(),
+        health: Default::default(),
     }
 }
 
