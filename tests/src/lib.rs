@@ -150,6 +150,17 @@ impl Mosquitto {
         self.proc = Self::spawn(&self.conf, &self.dir);
         wait_for_port(self.port, "mosquitto to listen again");
     }
+
+    /// Kills the broker (SIGKILL), as a crash would; [`Mosquitto::start_again`] brings it back.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// Starts the broker again on the same port and state folder after [`Mosquitto::kill`].
+    pub fn start_again(&mut self) {
+        self.proc = Self::spawn(&self.conf, &self.dir);
+        wait_for_port(self.port, "mosquitto to listen again");
+    }
 }
 
 /// A real VictoriaMetrics, written to through its InfluxDB v2 write API.
@@ -443,4 +454,31 @@ pub fn start_ingest(dir: &Path, name: &str, config: &str) -> Proc {
         (out.contains("subscribed") || out.contains("session present: true")).then_some(())
     });
     p
+}
+
+/// Publishes raw `payload` on `topic` at QoS 1 as `client_id` and returns once the broker
+/// acknowledged it: for messages that are not readings.
+pub fn publish_raw(port: u16, client_id: &str, topic: &str, payload: &[u8]) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(10));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+        client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.to_vec()).await.expect("publish");
+        loop {
+            let event =
+                tokio::time::timeout(Duration::from_secs(30), eventloop.poll()).await.expect("ack in time");
+            if let Ok(rumqttc::Event::Incoming(rumqttc::Incoming::PubAck(_))) = event {
+                break;
+            }
+        }
+        let _ = client.disconnect().await;
+    });
+}
+
+/// One line of ingest's `/metrics` on `port`: the value of the series that starts with
+/// `series` (a name, or a name with its labels), if ingest answers and has it.
+pub fn metric(port: u16, series: &str) -> Option<f64> {
+    let text = ureq::get(&format!("http://127.0.0.1:{port}/metrics")).call().ok()?.into_string().ok()?;
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
