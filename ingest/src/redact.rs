@@ -9,8 +9,8 @@ use std::borrow::Cow;
 /// What a secret is replaced with.
 pub const MASK: &str = "***";
 
-/// Whether a `name=value` pair's value is a secret, by its name.
-fn secret_name(name: &str) -> bool {
+/// Whether a `name=value` pair's value (or a header's) is a secret, by its name.
+pub fn secret_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     const NAMES: [&str; 14] = [
         "key",
@@ -113,6 +113,29 @@ pub fn redact_with(text: &str, secrets: &[&str]) -> String {
     out
 }
 
+/// The secrets a URL carries by value: the values of its secret query pairs and the password
+/// of its userinfo (percent-encoded as written), to mask wherever they appear.
+pub fn url_secrets(url: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let (before_query, query) = url.split_once('?').unwrap_or((url, ""));
+    for pair in query.split('#').next().unwrap_or("").split('&') {
+        if let Some((name, value)) = pair.split_once('=') {
+            if secret_name(name) && !value.is_empty() {
+                found.push(value.to_string());
+            }
+        }
+    }
+    let authority =
+        before_query.split_once("://").map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        let password = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+        if !password.is_empty() {
+            found.push(password.to_string());
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +193,16 @@ mod tests {
             redact_with(e, &["hunter22", "abc", ""]),
             "SMTP: authentication failed for *** (sig abcd)"
         );
+    }
+
+    #[test]
+    fn finds_the_secrets_a_url_carries() {
+        assert_eq!(
+            url_secrets("https://u:pa%40ss@h/robot/send?access_token=abc&x=1&sign=&key=k1#f"),
+            ["abc", "k1", "pa%40ss"]
+        );
+        assert!(url_secrets("http://h/hook?x=1").is_empty());
+        assert_eq!(url_secrets("smtps://tok@mail:465"), ["tok"]);
     }
 
     proptest::proptest! {
