@@ -303,7 +303,7 @@ impl IngestConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if let Err(e) = gateway::config::parse_mqtt_url(&self.mqtt.url) {
-            problems.push(format!("mqtt.url: {e}"));
+            problems.push(format!("mqtt.url: {}", crate::redact::redact(&e)));
         }
         if self.mqtt.partitions == 0 {
             problems.push("mqtt.partitions must be at least 1".into());
@@ -318,7 +318,8 @@ impl IngestConfig {
         }
         if let Some(t) = &self.tsdb {
             if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
-                problems.push(format!("tsdb.url `{}` must start with http:// or https://", t.url));
+                let url = crate::redact::redact(&t.url);
+                problems.push(format!("tsdb.url `{url}` must start with http:// or https://"));
             }
             if t.bucket.is_empty() {
                 problems.push("tsdb.bucket must not be empty".into());

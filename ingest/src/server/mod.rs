@@ -173,7 +173,8 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
         None => None,
     };
 
-    let (host, port) = gateway::config::parse_mqtt_url(&cfg.mqtt.url).map_err(RunError::Mqtt)?;
+    let (host, port) = gateway::config::parse_mqtt_url(&cfg.mqtt.url)
+        .map_err(|e| RunError::Mqtt(crate::redact::redact(&e).into_owned()))?;
     let mut options = MqttOptions::new(&cfg.mqtt.client_id, host, port);
     options
         .set_keep_alive(Duration::from_secs(30))
