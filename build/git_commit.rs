@@ -1,5 +1,6 @@
 // Shared by the crates' build.rs (`include!`): sets GIT_COMMIT to the short commit of the
-// checkout, or "unknown" outside one (a source tarball, no git). Never fails the build.
+// checkout (or BUILD_GIT_COMMIT from the environment, for a package built from a tarball), or
+// "unknown" outside one. Never fails the build.
 use std::process::Command;
 
 fn git(args: &[&str]) -> Option<String> {
@@ -9,7 +10,14 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rerun-if-env-changed=BUILD_GIT_COMMIT");
+    let commit = std::env::var("BUILD_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| git(&["rev-parse", "--short", "HEAD"]))
+        .unwrap_or_else(|| "unknown".into());
+    let commit: String =
+        commit.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')).collect();
     println!("cargo:rustc-env=GIT_COMMIT={commit}");
     // Rebuilt when HEAD moves: the HEAD file, the branch it names, and packed refs.
     let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];

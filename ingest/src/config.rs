@@ -37,6 +37,9 @@ pub struct IngestConfig {
     /// What one message may hold; over a limit it is dead-lettered (see [`crate::limits`]).
     #[serde(default)]
     pub limits: crate::limits::LimitsConfig,
+    /// When `/readyz` says not ready, besides not being subscribed.
+    #[serde(default)]
+    pub health: crate::health::HealthConfig,
 }
 
 fn default_snapshot_every() -> Duration {
@@ -307,7 +310,7 @@ impl IngestConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if let Err(e) = gateway::config::parse_mqtt_url(&self.mqtt.url) {
-            problems.push(format!("mqtt.url: {e}"));
+            problems.push(format!("mqtt.url: {}", crate::redact::redact(&e)));
         }
         if self.mqtt.partitions == 0 {
             problems.push("mqtt.partitions must be at least 1".into());
@@ -322,7 +325,8 @@ impl IngestConfig {
         }
         if let Some(t) = &self.tsdb {
             if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
-                problems.push(format!("tsdb.url `{}` must start with http:// or https://", t.url));
+                let url = crate::redact::redact(&t.url);
+                problems.push(format!("tsdb.url `{url}` must start with http:// or https://"));
             }
             if t.bucket.is_empty() {
                 problems.push("tsdb.bucket must not be empty".into());
@@ -332,6 +336,7 @@ impl IngestConfig {
             problems.push("batch.max_readings must be at least 1".into());
         }
         problems.extend(self.limits.problems());
+        problems.extend(self.health.problems());
         problems
     }
 

@@ -127,6 +127,7 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
         console,
         notify: Default::default(),
         limits: Default::default(),
+        health: Default::default(),
     };
 
     println!("special-equipment telemetry demo");

@@ -1,8 +1,7 @@
 //! The HTTP side of ingest: `/metrics` (Prometheus text format), `/healthz` (the process
-//! answers), `/readyz` (subscribed to the broker, so messages flow; 503 otherwise). With a
+//! answers), `/readyz` (200 "ready", or 503 with the reasons of [`crate::health`]). With a
 //! console configured, all but `/healthz` need a login or a token (`console::api`).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -27,10 +26,11 @@ pub(crate) async fn render(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
 }
 
 pub(crate) async fn ready(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    if m.subscribed.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not subscribed to the broker yet\n")
+    let limits = m.health.lock().map(|l| l.clone()).unwrap_or_default();
+    let facts = crate::health::Facts::of(&m);
+    match crate::health::readiness(&facts, &limits, crate::server::now_ms()) {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(reasons) => (StatusCode::SERVICE_UNAVAILABLE, reasons.iter().map(|r| format!("{r}\n")).collect()),
     }
 }
 

@@ -13,7 +13,8 @@
 //! - [`sink`]: the InfluxDB v2 write API (influxdb2 crate), or rotated line-protocol files.
 //! - [`notify`]: alert notifications (webhooks, WeCom, DingTalk, Feishu, e-mail), grouped and
 //!   delivered once through a durable outbox.
-//! - [`metrics`] and [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`metrics`] and [`http`]: `/metrics`, `/healthz`, `/readyz`; [`health`] decides readiness.
+//! - [`redact`]: secrets (URL query tokens, passwords) out of logs, errors and the outbox.
 //! - [`console`]: the web console and its JSON API (login, alerts, acknowledgements, silences,
 //!   inspections, overdue rate, status, live events), beside `/metrics`.
 //! - [`broker`] and [`demo`]: `ingest demo`, the whole system in one process.
@@ -23,12 +24,14 @@ pub mod config;
 pub mod console;
 pub mod dedup;
 pub mod demo;
+pub mod health;
 pub mod http;
 pub mod limits;
 pub mod line_protocol;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;
+pub mod redact;
 pub mod registry;
 pub mod server;
 pub mod sink;

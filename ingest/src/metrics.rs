@@ -23,8 +23,8 @@ pub struct Metrics {
     pub rule_errors: AtomicU64,
     pub alerts_firing_total: AtomicU64,
     pub alerts_resolved_total: AtomicU64,
-    /// Alerts firing right now.
-    pub alerts_active: AtomicI64,
+    /// Alerts firing right now, by severity, counted from the rules engine's state.
+    pub alerts_active: std::sync::Mutex<rules::engine::Firing>,
     pub rules_loaded: AtomicU64,
     pub rules_reloads: AtomicU64,
     pub rules_reload_failures: AtomicU64,
@@ -41,7 +41,16 @@ pub struct Metrics {
     pub subscribed: AtomicBool,
     /// Dead letters by reason, indexed by [`crate::limits::Reason::index`].
     pub dead_letters: [AtomicU64; crate::limits::Reason::ALL.len()],
+    /// Readiness: the thresholds, when the writes started failing (0 while they succeed) and
+    /// the newest write error, redacted.
+    pub health: std::sync::Mutex<crate::health::Limits>,
+    pub writes_failing_since_ms: AtomicI64,
+    pub last_write_error: std::sync::Mutex<Option<String>>,
 }
+
+/// The version and the git commit ingest was built from (`build.rs`).
+pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const BUILD_COMMIT: &str = env!("GIT_COMMIT");
 
 fn counter(out: &mut String, name: &str, help: &str, v: impl std::fmt::Display) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -115,12 +124,14 @@ impl Metrics {
             g(&self.alerts_firing_total),
             g(&self.alerts_resolved_total)
         );
-        gauge(
-            &mut out,
-            "ingest_alerts_active",
-            "Alerts firing now.",
-            self.alerts_active.load(Ordering::Relaxed) as f64,
+        let firing = self.alerts_active.lock().map(|f| *f).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "# HELP ingest_alerts_active Alerts firing now, by severity.\n# TYPE ingest_alerts_active gauge"
         );
+        for (severity, n) in firing.by_severity() {
+            let _ = writeln!(out, "ingest_alerts_active{{severity=\"{}\"}} {n}", severity.as_str());
+        }
         gauge(&mut out, "ingest_rules_loaded", "Rules in force.", g(&self.rules_loaded) as f64);
         counter(&mut out, "ingest_rules_reloads_total", "Successful rule reloads.", g(&self.rules_reloads));
         counter(
@@ -169,6 +180,11 @@ impl Metrics {
             up(&self.subscribed),
         );
         self.render_dead_letters(&mut out);
+        let _ = writeln!(
+            out,
+            "# HELP ingest_build_info The version and git commit ingest was built from.\n# TYPE ingest_build_info gauge\n\
+             ingest_build_info{{version=\"{BUILD_VERSION}\",commit=\"{BUILD_COMMIT}\"}} 1"
+        );
         render_process(&mut out);
         out
     }
@@ -222,7 +238,16 @@ mod tests {
         m.received.store(5, Ordering::Relaxed);
         m.write_seconds_total_micros.store(1_500_000, Ordering::Relaxed);
         m.wal_oldest_ms.store(1_000, Ordering::Relaxed);
+        *m.alerts_active.lock().unwrap() =
+            rules::engine::Firing { critical: 2, info: 1, ..Default::default() };
         let text = m.render(11_000);
+        assert!(text.contains("\ningest_alerts_active{severity=\"critical\"} 2\n"), "{text}");
+        assert!(text.contains("\ningest_alerts_active{severity=\"major\"} 0\n"), "{text}");
+        assert!(text.contains("\ningest_alerts_active{severity=\"info\"} 1\n"), "{text}");
+        let build =
+            format!("\ningest_build_info{{version=\"{BUILD_VERSION}\",commit=\"{BUILD_COMMIT}\"}} 1\n");
+        assert!(text.contains(&build), "{text}");
+        assert!(!BUILD_COMMIT.is_empty());
         assert!(text.contains("\ningest_messages_received_total 5\n"), "{text}");
         assert!(text.contains("\ningest_write_seconds_total 1.5\n"), "{text}");
         assert!(text.contains("\ningest_wal_oldest_age_seconds 10\n"), "{text}");

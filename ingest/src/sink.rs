@@ -101,7 +101,7 @@ fn url_check(url: &str) -> Result<(), String> {
     let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
     match rest {
         Some(r) if !r.is_empty() && !r.starts_with('/') => Ok(()),
-        _ => Err(format!("tsdb.url `{url}` is not an http(s) URL with a host")),
+        _ => Err(format!("tsdb.url `{}` is not an http(s) URL with a host", crate::redact::redact(url))),
     }
 }
 

@@ -98,6 +98,7 @@ fn config(broker: &Mosquitto, tsdb: String, dir: &std::path::Path) -> IngestConf
         console: Default::default(),
         notify: Default::default(),
         limits: Default::default(),
+        health: Default::default(),
     }
 }
 

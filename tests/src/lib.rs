@@ -153,6 +153,17 @@ impl Mosquitto {
         self.proc = Self::spawn(&self.conf, &self.dir);
         wait_for_port(self.port, "mosquitto to listen again");
     }
+
+    /// Kills the broker (SIGKILL), as a crash would; [`Mosquitto::start_again`] brings it back.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// Starts the broker again on the same port and state folder after [`Mosquitto::kill`].
+    pub fn start_again(&mut self) {
+        self.proc = Self::spawn(&self.conf, &self.dir);
+        wait_for_port(self.port, "mosquitto to listen again");
+    }
 }
 
 /// A real VictoriaMetrics, written to through its InfluxDB v2 write API.

@@ -322,9 +322,12 @@ pub fn parse_smtp_url(url: &str) -> Result<(String, u16, bool), String> {
     let tls = match u.scheme() {
         "smtp" => false,
         "smtps" => true,
-        _ => return Err(format!("{url:?}: must start with smtp:// or smtps://")),
+        _ => return Err(format!("{:?}: must start with smtp:// or smtps://", crate::redact::redact(url))),
     };
-    let host = u.host_str().filter(|h| !h.is_empty()).ok_or_else(|| format!("{url:?}: no host"))?;
+    let host = u
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("{:?}: no host", crate::redact::redact(url)))?;
     let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
     Ok((host, u.port().unwrap_or(if tls { 465 } else { 25 }), tls))
 }

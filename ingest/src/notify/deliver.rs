@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::config::{parse_smtp_url, ReceiverConfig, ReceiverType};
 use super::format::{self, Notification};
 use super::sign;
+use crate::redact;
 
 /// Each HTTP request and SMTP session gives up after this long.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,6 +25,9 @@ pub const NOTIFICATION_ID_HEADER: &str = "X-Notification-Id";
 pub struct Receiver {
     pub name: String,
     target: Target,
+    /// Its secrets by value (robot keys and signing secrets, passwords, secret headers): masked
+    /// in its errors, which go to the log and the outbox.
+    secrets: Vec<String>,
 }
 
 enum Target {
@@ -81,11 +85,29 @@ impl Receiver {
             },
             ReceiverType::Email => email_target(cfg, at)?,
         };
-        Ok(Receiver { name: cfg.name.clone(), target })
+        let mut secrets: Vec<String> =
+            cfg.url.iter().chain(&cfg.smtp_url).flat_map(|u| redact::url_secrets(u)).collect();
+        match &target {
+            Target::Dingtalk { secret, .. } | Target::Feishu { secret, .. } => secrets.push(secret.clone()),
+            Target::Webhook { headers, .. } => secrets.extend(
+                (headers.iter())
+                    .filter(|(name, _)| redact::secret_name(name.as_str()))
+                    .filter_map(|(_, v)| v.to_str().ok().map(str::to_string)),
+            ),
+            _ => {}
+        }
+        secrets.extend(email_password(cfg));
+        Ok(Receiver { name: cfg.name.clone(), target, secrets })
     }
 
-    /// Delivers `n`; `now_ms` is the time the signatures carry.
+    /// Delivers `n`; `now_ms` is the time the signatures carry. The error is redacted
+    /// ([`redact`]): HTTP clients quote the URL, and with it a robot's token.
     pub async fn send(&self, http: &reqwest::Client, n: &Notification, now_ms: i64) -> Result<(), String> {
+        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        self.deliver(http, n, now_ms).await.map_err(|e| redact::redact_with(&e, &secrets))
+    }
+
+    async fn deliver(&self, http: &reqwest::Client, n: &Notification, now_ms: i64) -> Result<(), String> {
         match &self.target {
             Target::Webhook { url, headers } => {
                 let request = http
@@ -119,6 +141,15 @@ impl Receiver {
                 transport.send(message).await.map(|_| ()).map_err(|e| format!("SMTP: {e}"))
             }
         }
+    }
+}
+
+/// The SMTP password, inline or from its file, if there is one.
+fn email_password(cfg: &ReceiverConfig) -> Option<String> {
+    match (&cfg.password, &cfg.password_file) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(path)) => read_trimmed(path).ok(),
+        (None, None) => None,
     }
 }
 

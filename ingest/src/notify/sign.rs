@@ -29,7 +29,7 @@ pub fn dingtalk_sign(secret: &str, timestamp_ms: i64) -> String {
 
 /// The robot's webhook URL with `timestamp` and `sign` appended (URL-encoded).
 pub fn dingtalk_signed_url(url: &str, secret: &str, timestamp_ms: i64) -> Result<String, String> {
-    let mut url = reqwest::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+    let mut url = reqwest::Url::parse(url).map_err(|e| format!("{}: {e}", crate::redact::redact(url)))?;
     url.query_pairs_mut()
         .append_pair("timestamp", &timestamp_ms.to_string())
         .append_pair("sign", &dingtalk_sign(secret, timestamp_ms));

@@ -9,6 +9,7 @@
 //! WAL only once its reading is written. A crash loses nothing acknowledged: the broker
 //! redelivers what was not, and the WAL replays what was not written.
 
+mod backoff;
 mod commands;
 mod mqtt;
 mod persist;
@@ -115,6 +116,9 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
     hooks.metrics.rules_loaded.store(engine.rules().len() as u64, std::sync::atomic::Ordering::Relaxed);
     hooks.metrics.rules_reload_ok.store(true, std::sync::atomic::Ordering::Relaxed);
     hooks.metrics.rules_last_reload_ms.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+    if let Ok(mut limits) = hooks.metrics.health.lock() {
+        *limits = cfg.health.limits(cfg.wal.max_bytes.0);
+    }
     let topics = Topics::new(&cfg.mqtt.topic_prefix);
     let mut pipeline = Pipeline::new(topics.clone(), engine);
     pipeline.set_limits(cfg.limits.clone());
@@ -188,7 +192,8 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
         None => None,
     };
 
-    let (host, port) = gateway::config::parse_mqtt_url(&cfg.mqtt.url).map_err(RunError::Mqtt)?;
+    let (host, port) = gateway::config::parse_mqtt_url(&cfg.mqtt.url)
+        .map_err(|e| RunError::Mqtt(crate::redact::redact(&e).into_owned()))?;
     let mut options = MqttOptions::new(&cfg.mqtt.client_id, host, port);
     options
         .set_keep_alive(Duration::from_secs(30))

@@ -83,7 +83,7 @@ fn record_of(received_at: i64, p: &Publish, max_message: usize) -> Vec<u8> {
 }
 
 /// Polls the event loop: subscribes on every new session, forwards publishes, reconnects
-/// with backoff (rumqttc has none of its own).
+/// with backoff (rumqttc has none of its own): [`super::backoff`], at most 5 s, jittered.
 pub async fn drive(
     mut eventloop: EventLoop,
     client: AsyncClient,
@@ -92,7 +92,7 @@ pub async fn drive(
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = super::backoff::Backoff::default();
     loop {
         let event = tokio::select! {
             e = eventloop.poll() => e,
@@ -106,7 +106,7 @@ pub async fn drive(
         };
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
-                backoff = Duration::from_millis(200);
+                backoff.connected();
                 metrics.mqtt_connected.store(true, Ordering::Relaxed);
                 tracing::info!("connected to the MQTT broker (session present: {})", ack.session_present);
                 if ack.session_present {
@@ -135,12 +135,12 @@ pub async fn drive(
             Err(e) => {
                 metrics.mqtt_connected.store(false, Ordering::Relaxed);
                 metrics.subscribed.store(false, Ordering::Relaxed);
-                tracing::warn!("MQTT connection: {e}; retrying in {backoff:?}");
+                let wait = backoff.failed(super::backoff::jitter());
+                tracing::warn!("MQTT connection: {e}; retrying in {wait:?}");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stop.changed() => return,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
     }

@@ -44,6 +44,15 @@ pub fn reload(
     Ok(())
 }
 
+/// A write failed: readiness counts from the first failure since the last success.
+fn write_failed(m: &Metrics, error: &str) {
+    let _ =
+        m.writes_failing_since_ms.compare_exchange(0, super::now_ms(), Ordering::Relaxed, Ordering::Relaxed);
+    if let Ok(mut last) = m.last_write_error.lock() {
+        *last = Some(error.to_string());
+    }
+}
+
 /// Inspection due dates are calendar days in China (UTC+8).
 const CHINA_STANDARD_TIME_MS: i64 = 8 * 3600 * 1000;
 
@@ -100,11 +109,13 @@ impl Writer {
         let mut last_tick = Instant::now();
         let mut last_registry_check = Instant::now();
         let mut last_overdue_rate: Option<Instant> = None;
+        self.count_alerts(&pipeline);
         loop {
             let stopping = *shutdown.borrow();
             if last_tick.elapsed() >= TICK_EVERY && !stopping {
                 last_tick = Instant::now();
                 self.tick(&mut pipeline, &mut shutdown).await;
+                self.count_alerts(&pipeline);
             }
             if last_registry_check.elapsed() >= self.cfg.registry.check_every && !stopping {
                 last_registry_check = Instant::now();
@@ -280,6 +291,7 @@ impl Writer {
                     if backoff > Duration::from_millis(100) {
                         tracing::info!("the TSDB takes writes again");
                     }
+                    m.writes_failing_since_ms.store(0, Ordering::Relaxed);
                     m.write_batches.fetch_add(1, Ordering::Relaxed);
                     m.write_seconds_total_micros
                         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -296,6 +308,7 @@ impl Writer {
                 }
                 Err(SinkError::Rejected(why)) => {
                     m.rejected_batches.fetch_add(1, Ordering::Relaxed);
+                    write_failed(m, &format!("TSDB rejected the batch: {why}"));
                     let (gateway, lines) = &batch.chunks[range.start];
                     match self.files.keep_rejected(lines, &why) {
                         Ok(path) => {
@@ -311,6 +324,8 @@ impl Writer {
                 }
                 Err(e) => {
                     m.write_errors.fetch_add(1, Ordering::Relaxed);
+                    let e = crate::redact::redact(&e.to_string()).into_owned();
+                    write_failed(m, &e);
                     if *shutdown.borrow() {
                         return false;
                     }
@@ -387,6 +402,15 @@ impl Writer {
         }
     }
 
+    /// Counts the alerts firing now from the engine's state: once a second (a pass over every
+    /// device), and at start, so the figure holds what a restored snapshot holds.
+    pub(super) fn count_alerts(&self, pipeline: &Pipeline) {
+        let firing = pipeline.engine().firing();
+        if let Ok(mut a) = self.hooks.metrics.alerts_active.lock() {
+            *a = firing;
+        }
+    }
+
     pub(super) fn update_metrics(&self, pipeline: &Pipeline, written: u64) {
         let m = &self.hooks.metrics;
         let s = &pipeline.stats;
@@ -399,7 +423,6 @@ impl Writer {
         }
         m.alerts_firing_total.store(s.alerts_firing, Ordering::Relaxed);
         m.alerts_resolved_total.store(s.alerts_resolved, Ordering::Relaxed);
-        m.alerts_active.store(s.alerts_firing as i64 - s.alerts_resolved as i64, Ordering::Relaxed);
         let e = pipeline.engine().stats();
         m.rule_evaluations.store(e.evaluations, Ordering::Relaxed);
         m.rule_errors.store(e.eval_errors, Ordering::Relaxed);

@@ -408,3 +408,12 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
+
+impl Schedules {
+    /// The rule index and stage of every inspection alert firing now.
+    pub(super) fn firing(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (self.alerts.values().flatten())
+            .filter(|(_, s)| matches!(s.alert.state, AlertState::Firing { .. }))
+            .map(|(i, s)| (*i, s.stage))
+    }
+}

@@ -27,6 +27,7 @@ use inspection::Schedules;
 use lifecycle::Lifecycle;
 use plan::KindPlan;
 
+pub use census::Firing;
 pub use inspection::REGISTRY_GATEWAY;
 pub use inspection::{InspectionAlert, InspectionSnapshot};
 pub use lifecycle::{
@@ -37,6 +38,7 @@ pub use snapshot::{
     WindowSnapshot, SNAPSHOT_VERSION,
 };
 
+mod census;
 mod inspection;
 mod lifecycle;
 mod no_data;
