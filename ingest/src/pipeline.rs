@@ -110,10 +110,11 @@ impl Pipeline {
         }
     }
 
-    /// Handles one message received at `now_ms` (used only to stamp dead letters).
+    /// Handles one message received at `now_ms` (the host's time: stamps dead letters, and
+    /// tells which devices are idle).
     pub fn handle(&mut self, topic: &str, payload: &[u8], now_ms: i64) -> Outcome {
         self.stats.received += 1;
-        match self.accept(topic, payload) {
+        match self.accept(topic, payload, now_ms) {
             Ok(outcome) => outcome,
             Err((gateway, reason)) => {
                 self.stats.invalid += 1;
@@ -130,7 +131,12 @@ impl Pipeline {
         }
     }
 
-    fn accept(&mut self, topic: &str, payload: &[u8]) -> Result<Outcome, (Option<String>, String)> {
+    fn accept(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        now_ms: i64,
+    ) -> Result<Outcome, (Option<String>, String)> {
         let (gateway, device) = match self.topics.parse(topic) {
             Ok(Topic::Telemetry { gateway, device, .. }) => (gateway, device),
             Ok(other) => return Err((None, format!("topic `{topic}` is not a telemetry topic ({other:?})"))),
@@ -157,7 +163,7 @@ impl Pipeline {
             ));
         }
         let town = unit.map(|u| u.town.clone()).filter(|t| !t.is_empty());
-        match self.dedup.observe(&reading.device, reading.session, reading.seq) {
+        match self.dedup.observe(&reading.device, reading.session, reading.seq, now_ms) {
             Seen::Duplicate => {
                 self.stats.duplicates += 1;
                 return Ok(Outcome::Duplicate);
