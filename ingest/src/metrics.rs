@@ -39,6 +39,9 @@ pub struct Metrics {
     pub registry_bad_rows: AtomicU64,
     pub mqtt_connected: AtomicBool,
     pub subscribed: AtomicBool,
+    /// Idle devices forgotten, and devices whose rules state is held.
+    pub devices_evicted: AtomicU64,
+    pub devices_tracked: AtomicU64,
 }
 
 fn counter(out: &mut String, name: &str, help: &str, v: impl std::fmt::Display) {
@@ -165,6 +168,18 @@ impl Metrics {
             "ingest_mqtt_subscribed",
             "1 once the subscriptions are acknowledged.",
             up(&self.subscribed),
+        );
+        counter(
+            &mut out,
+            "ingest_devices_evicted_total",
+            "Idle devices whose state was forgotten ([state] evict_idle_after).",
+            g(&self.devices_evicted),
+        );
+        gauge(
+            &mut out,
+            "ingest_devices_tracked",
+            "Devices whose rules state ingest holds.",
+            g(&self.devices_tracked) as f64,
         );
         render_process(&mut out);
         out
