@@ -59,11 +59,24 @@ pub struct StateConfig {
     /// How often the rules engine's state is saved; the WAL is acknowledged up to that point.
     #[serde(default = "default_snapshot_every", with = "humantime_serde")]
     pub snapshot_every: Duration,
+    /// Devices with no message for this long are forgotten (dedup and rules state), unless
+    /// their rules state holds an alert; `0s`: never.
+    #[serde(default = "default_evict_idle_after", with = "humantime_serde")]
+    pub evict_idle_after: Duration,
+}
+
+fn default_evict_idle_after() -> Duration {
+    crate::pipeline::EVICT_IDLE_AFTER
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig { enabled: true, path: None, snapshot_every: default_snapshot_every() }
+        StateConfig {
+            enabled: true,
+            path: None,
+            snapshot_every: default_snapshot_every(),
+            evict_idle_after: default_evict_idle_after(),
+        }
     }
 }
 
@@ -376,6 +389,17 @@ mod tests {
         assert!(cfg.tsdb.is_some());
         assert_eq!(cfg.filters(), vec!["telemetry/+/+/+".to_string()]);
         assert_eq!(cfg.limits, crate::limits::LimitsConfig::default(), "it shows the defaults");
+        assert_eq!(cfg.state.evict_idle_after, Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn evict_idle_after_is_a_duration_and_zero_turns_it_off() {
+        let text = "[mqtt]\nurl = \"mqtt://127.0.0.1\"\n[state]\nevict_idle_after = \"6h\"\n";
+        let cfg: IngestConfig = toml::from_str(text).unwrap();
+        assert_eq!(cfg.state.evict_idle_after, Duration::from_secs(6 * 3600));
+        let text = "[mqtt]\nurl = \"mqtt://127.0.0.1\"\n";
+        let cfg: IngestConfig = toml::from_str(text).unwrap();
+        assert_eq!(cfg.state.evict_idle_after, Duration::from_secs(24 * 3600));
     }
 
     #[test]

@@ -1,104 +1,193 @@
 //! Drops duplicate readings by (device, sid, seq) and counts gaps in `seq`. Redelivery after a
 //! crash and a gateway's spool replay both send readings twice; this keeps each once.
+//!
+//! Per session, the seqs seen within [`WINDOW`] of the highest are bits of a ring indexed by
+//! seq modulo its size: 64 bits at first, doubled as the seqs seen spread, at most `WINDOW`
+//! bits (512 bytes). A seq further below the highest is let through: too old to tell, and the
+//! TSDB keeps one point per series and time anyway. Devices idle for a while are forgotten
+//! ([`Dedup::evict_idle`]); one that comes back starts afresh.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
-/// How far below the highest seq of a session duplicates are still recognised.
-const WINDOW: u64 = 4096;
+/// How far below the highest seq of a session duplicates are still recognised (a power of two,
+/// at least 64): seqs in `max - WINDOW + 1 ..= max`.
+pub const WINDOW: u64 = 4096;
 /// Sessions remembered per device (a restarted gateway replays its old session's spool).
 const SESSIONS: usize = 4;
 
-#[derive(Default)]
 struct Session {
     sid: u64,
-    max_seq: Option<u64>,
-    seen: BTreeSet<u64>,
+    max: u64,
+    /// The lowest seq recorded: the ring reaches down to it (or to the window's floor).
+    low: u64,
+    /// Bit `seq % bits` is set for each seq seen in `max - bits + 1 ..= max`.
+    ring: Box<[u64]>,
+}
+
+impl Session {
+    fn new(sid: u64, seq: u64) -> Session {
+        let mut s = Session { sid, max: seq, low: seq, ring: vec![0; 1].into_boxed_slice() };
+        s.set(seq);
+        s
+    }
+
+    fn bits(&self) -> u64 {
+        self.ring.len() as u64 * 64
+    }
+
+    fn position(&self, seq: u64) -> (usize, u64) {
+        let b = seq % self.bits();
+        ((b / 64) as usize, 1 << (b % 64))
+    }
+
+    fn get(&self, seq: u64) -> bool {
+        let (w, mask) = self.position(seq);
+        self.ring[w] & mask != 0
+    }
+
+    fn set(&mut self, seq: u64) {
+        let (w, mask) = self.position(seq);
+        self.ring[w] |= mask;
+    }
+
+    fn clear(&mut self, seq: u64) {
+        let (w, mask) = self.position(seq);
+        self.ring[w] &= !mask;
+    }
+
+    /// Makes the ring at least `needed` bits (at most `window`), keeping the bits it holds.
+    fn grow(&mut self, needed: u64, window: u64) {
+        let old_bits = self.bits();
+        let mut bits = old_bits;
+        while bits < needed.min(window) {
+            bits *= 2;
+        }
+        if bits == old_bits {
+            return;
+        }
+        let old = std::mem::replace(&mut self.ring, vec![0; (bits / 64) as usize].into_boxed_slice());
+        let top = self.max % old_bits;
+        for (w, &word) in old.iter().enumerate() {
+            let mut rest = word;
+            while rest != 0 {
+                let p = w as u64 * 64 + u64::from(rest.trailing_zeros());
+                rest &= rest - 1;
+                // The seq in `max - old_bits + 1 ..= max` at position p.
+                if let Some(seq) = self.max.checked_sub((top + old_bits - p) % old_bits) {
+                    self.set(seq);
+                }
+            }
+        }
+    }
+
+    fn observe(&mut self, seq: u64, window: u64) -> Seen {
+        if seq > self.max {
+            let floor = seq.saturating_sub(window - 1);
+            self.grow(seq - self.low.max(floor) + 1, window);
+            if seq - self.max >= self.bits() {
+                self.ring.fill(0);
+            } else {
+                // The positions of the new seqs held those now below the ring.
+                for s in self.max + 1..seq {
+                    self.clear(s);
+                }
+            }
+            let gaps = seq - self.max - 1;
+            self.max = seq;
+            self.set(seq);
+            return Seen::New { gaps, filled_gap: false };
+        }
+        let below = self.max - seq;
+        if below >= window {
+            return Seen::New { gaps: 0, filled_gap: false };
+        }
+        // Within the window but below the ring: never seen (the ring reaches down to `low`).
+        if below < self.bits() && self.get(seq) {
+            return Seen::Duplicate;
+        }
+        if seq < self.low {
+            self.low = seq;
+            self.grow(below + 1, window);
+        }
+        self.set(seq);
+        Seen::New { gaps: 0, filled_gap: true }
+    }
 }
 
 /// What `Dedup::observe` found.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
     New { gaps: u64, filled_gap: bool },
     Duplicate,
 }
 
-#[derive(Default)]
+struct Device {
+    sessions: Vec<Session>,
+    /// The host's time of its newest message, for [`Dedup::evict_idle`].
+    seen_at: i64,
+}
+
 pub struct Dedup {
-    devices: HashMap<String, Vec<Session>>,
+    devices: HashMap<Box<str>, Device>,
+    window: u64,
+}
+
+impl Default for Dedup {
+    fn default() -> Self {
+        Dedup::with_window(WINDOW)
+    }
 }
 
 impl Dedup {
-    pub fn observe(&mut self, device: &str, sid: u64, seq: u64) -> Seen {
-        let sessions = self.devices.entry(device.to_string()).or_default();
-        let i = match sessions.iter().position(|s| s.sid == sid) {
-            Some(i) => i,
+    /// A dedup whose window is `window` seqs (a power of two, at least 64; tests use small ones).
+    pub fn with_window(window: u64) -> Dedup {
+        Dedup { devices: HashMap::new(), window: window.next_power_of_two().max(64) }
+    }
+
+    /// Records (device, sid, seq), received at the host's time `now_ms`.
+    pub fn observe(&mut self, device: &str, sid: u64, seq: u64, now_ms: i64) -> Seen {
+        let d = match self.devices.get_mut(device) {
+            Some(d) => d,
+            None => {
+                self.devices.entry(device.into()).or_insert(Device { sessions: Vec::new(), seen_at: now_ms })
+            }
+        };
+        d.seen_at = d.seen_at.max(now_ms);
+        let sessions = &mut d.sessions;
+        match sessions.iter_mut().find(|s| s.sid == sid) {
+            Some(s) => s.observe(seq, self.window),
             None => {
                 if sessions.len() >= SESSIONS {
                     let oldest = sessions.iter().enumerate().min_by_key(|(_, s)| s.sid).map_or(0, |(i, _)| i);
                     sessions.remove(oldest);
                 }
-                sessions.push(Session { sid, ..Session::default() });
-                sessions.len() - 1
+                // Most devices keep one session: no spare capacity.
+                sessions.reserve_exact(1);
+                sessions.push(Session::new(sid, seq));
+                Seen::New { gaps: 0, filled_gap: false }
             }
-        };
-        let s = &mut sessions[i];
-        if s.seen.contains(&seq) {
-            return Seen::Duplicate;
         }
-        let floor = s.max_seq.unwrap_or(0).saturating_sub(WINDOW);
-        if s.max_seq.is_some() && seq < floor {
-            // Too old to tell: let it through; the TSDB keeps one point per series and time.
-            return Seen::New { gaps: 0, filled_gap: false };
+    }
+
+    /// Forgets the devices with no message for `idle_ms` before `now_ms`; returns how many.
+    pub fn evict_idle(&mut self, now_ms: i64, idle_ms: i64) -> usize {
+        let before = self.devices.len();
+        self.devices.retain(|_, d| now_ms.saturating_sub(d.seen_at) < idle_ms);
+        if self.devices.len() < self.devices.capacity() / 4 {
+            self.devices.shrink_to_fit();
         }
-        let (gaps, filled_gap) = match s.max_seq {
-            None => (0, false),
-            Some(max) if seq > max => (seq - max - 1, false),
-            Some(_) => (0, true),
-        };
-        s.seen.insert(seq);
-        s.max_seq = Some(s.max_seq.map_or(seq, |m| m.max(seq)));
-        let floor = s.max_seq.unwrap_or(0).saturating_sub(WINDOW);
-        while s.seen.first().is_some_and(|&f| f < floor) {
-            s.seen.pop_first();
-        }
-        Seen::New { gaps, filled_gap }
+        before - self.devices.len()
+    }
+
+    /// Devices remembered.
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn duplicates_are_dropped_per_device_and_session() {
-        let mut d = Dedup::default();
-        assert_eq!(d.observe("a", 1, 0), Seen::New { gaps: 0, filled_gap: false });
-        assert_eq!(d.observe("a", 1, 1), Seen::New { gaps: 0, filled_gap: false });
-        assert_eq!(d.observe("a", 1, 1), Seen::Duplicate);
-        assert_eq!(d.observe("b", 1, 1), Seen::New { gaps: 0, filled_gap: false }, "another device");
-        assert_eq!(d.observe("a", 2, 1), Seen::New { gaps: 0, filled_gap: false }, "another session");
-        assert_eq!(d.observe("a", 1, 0), Seen::Duplicate, "the old session is remembered");
-    }
-
-    #[test]
-    fn gaps_are_counted_and_filling_them_is_seen() {
-        let mut d = Dedup::default();
-        d.observe("a", 1, 0);
-        assert_eq!(d.observe("a", 1, 5), Seen::New { gaps: 4, filled_gap: false });
-        assert_eq!(d.observe("a", 1, 3), Seen::New { gaps: 0, filled_gap: true });
-        assert_eq!(d.observe("a", 1, 3), Seen::Duplicate);
-    }
-
-    #[test]
-    fn memory_stays_bounded() {
-        let mut d = Dedup::default();
-        for seq in 0..20_000 {
-            d.observe("a", 1, seq);
-        }
-        assert!(d.devices["a"][0].seen.len() <= WINDOW as usize + 1);
-        for sid in 0..10 {
-            d.observe("a", 100 + sid, 0);
-        }
-        assert_eq!(d.devices["a"].len(), SESSIONS);
-    }
-}
+mod tests;

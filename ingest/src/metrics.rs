@@ -46,6 +46,9 @@ pub struct Metrics {
     pub health: std::sync::Mutex<crate::health::Limits>,
     pub writes_failing_since_ms: AtomicI64,
     pub last_write_error: std::sync::Mutex<Option<String>>,
+    /// Idle devices forgotten, and devices whose rules state is held.
+    pub devices_evicted: AtomicU64,
+    pub devices_tracked: AtomicU64,
 }
 
 /// The version and the git commit ingest was built from (`build.rs`).
@@ -184,6 +187,18 @@ impl Metrics {
             out,
             "# HELP ingest_build_info The version and git commit ingest was built from.\n# TYPE ingest_build_info gauge\n\
              ingest_build_info{{version=\"{BUILD_VERSION}\",commit=\"{BUILD_COMMIT}\"}} 1"
+        );
+        counter(
+            &mut out,
+            "ingest_devices_evicted_total",
+            "Idle devices whose state was forgotten ([state] evict_idle_after).",
+            g(&self.devices_evicted),
+        );
+        gauge(
+            &mut out,
+            "ingest_devices_tracked",
+            "Devices whose rules state ingest holds.",
+            g(&self.devices_tracked) as f64,
         );
         render_process(&mut out);
         out

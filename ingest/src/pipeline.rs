@@ -58,14 +58,21 @@ pub struct Pipeline {
     reject_unknown: bool,
     limits: Limits,
     pub stats: Stats,
+    /// Devices idle this long are forgotten (engine and dedup); none: never.
+    evict_idle_ms: Option<i64>,
+    last_dedup_sweep: Option<i64>,
 }
 
 /// Bytes of the original payload a dead letter carries.
 pub const MAX_DEAD_LETTER_PAYLOAD: usize = 64 * 1024;
+/// The default of `[state] evict_idle_after`.
+pub const EVICT_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// How often the dedup state is swept for idle devices, in host time.
+const DEDUP_SWEEP_EVERY_MS: i64 = 60_000;
 
 impl Pipeline {
     pub fn new(topics: Topics, engine: Engine) -> Self {
-        Pipeline {
+        let mut p = Pipeline {
             topics,
             engine,
             dedup: Dedup::default(),
@@ -73,7 +80,24 @@ impl Pipeline {
             reject_unknown: false,
             limits: Limits::default(),
             stats: Stats::default(),
-        }
+            evict_idle_ms: None,
+            last_dedup_sweep: None,
+        };
+        p.set_evict_idle_after(Some(EVICT_IDLE_AFTER));
+        p
+    }
+
+    /// Forget devices with no message for `after` (none or zero: never): their dedup state, and
+    /// their rules state unless it holds an alert (see `rules::engine` eviction).
+    pub fn set_evict_idle_after(&mut self, after: Option<std::time::Duration>) {
+        let after = after.filter(|d| !d.is_zero());
+        self.engine.set_evict_idle_after(after);
+        self.evict_idle_ms = after.map(|d| d.as_millis().min(i64::MAX as u128) as i64);
+    }
+
+    /// Devices whose dedup state is held.
+    pub fn dedup_devices(&self) -> usize {
+        self.dedup.len()
     }
 
     /// Puts `[limits]` in force (the kinds and field names taken so far are forgotten).
@@ -106,9 +130,15 @@ impl Pipeline {
     }
 
     /// Advances the no-data rules to `now_ms`: alerts for devices and gateways gone silent,
-    /// with their line protocol.
+    /// with their line protocol. Also forgets idle devices (at most once a minute).
     pub fn tick(&mut self, now_ms: i64) -> (Vec<AlertMessage>, String) {
         let alerts = self.engine.tick(now_ms);
+        if let Some(idle_ms) = self.evict_idle_ms {
+            if self.last_dedup_sweep.is_none_or(|l| now_ms.saturating_sub(l) >= DEDUP_SWEEP_EVERY_MS) {
+                self.last_dedup_sweep = Some(now_ms);
+                self.dedup.evict_idle(now_ms, idle_ms);
+            }
+        }
         let mut lines = String::new();
         for a in &alerts {
             line_protocol::push_alert(&mut lines, a);
@@ -230,7 +260,7 @@ impl Pipeline {
         let known = unit.is_some() || self.engine.knows_device(&reading.device);
         self.limits.check(&reading, now_ms, known).map_err(|r| (Some(gateway.clone()), r))?;
         let town = unit.map(|u| u.town.clone()).filter(|t| !t.is_empty());
-        match self.dedup.observe(&reading.device, reading.session, reading.seq) {
+        match self.dedup.observe(&reading.device, reading.session, reading.seq, now_ms) {
             Seen::Duplicate => {
                 self.stats.duplicates += 1;
                 return Ok(Outcome::Duplicate);
@@ -324,6 +354,38 @@ mod tests {
         p.handle(&topic, &boiler(silent + 1, false), silent);
         p.tick(silent + 1_000);
         assert_eq!(p.stats.alerts_resolved, 1, "data back resolves it");
+    }
+
+    #[test]
+    fn idle_devices_are_forgotten_by_dedup_and_rules_and_come_back_afresh() {
+        let day = 86_400_000;
+        let mut p = pipeline();
+        let topic = Topics::default().telemetry(16, "gw-1", "boiler-0001");
+        let odd = Topics::default().telemetry(16, "gw-1", "thing-1");
+        let thing = |ts: i64| {
+            telemetry::encode(&Reading::new("gw-1", "thing-1", "thing", 1, 7, ts).with_value("x", 1.0))
+        };
+        p.tick(0);
+        assert!(matches!(p.handle(&odd, &thing(1_000), 0), Outcome::Reading { .. }));
+        p.handle(&topic, &boiler(1_000, false), 0);
+        assert_eq!((p.engine().tracked_devices(), p.dedup_devices()), (2, 2));
+        p.tick(day - 1);
+        assert_eq!((p.engine().tracked_devices(), p.dedup_devices()), (2, 2), "not a day yet");
+        p.tick(day + 60_000);
+        // The boiler's no-data alert fires and keeps its rules state; a kind without rules goes.
+        assert_eq!(p.engine().tracked_devices(), 1);
+        assert_eq!(p.engine().stats().devices_evicted, 1);
+        assert_eq!(p.dedup_devices(), 0, "dedup state has no alerts to keep");
+        // The same seq again is taken as new: the device starts afresh, and its rules work.
+        let back = day + 120_000;
+        assert!(matches!(p.handle(&odd, &thing(back), back), Outcome::Reading { .. }));
+        p.handle(&topic, &boiler(back, true), back);
+        let Outcome::Reading { alerts, .. } = p.handle(&topic, &boiler(back + 4_000, true), back) else {
+            panic!()
+        };
+        let fired: Vec<_> = alerts.iter().map(|a| (a.rule.as_str(), a.status)).collect();
+        assert!(fired.contains(&("boiler.over_pressure", telemetry::AlertStatus::Firing)), "{fired:?}");
+        assert_eq!(p.handle(&odd, &thing(back), back), Outcome::Duplicate);
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //!   alerts, renders messages ([`template`]; numbers to their unit's decimals: [`number`]) and returns the transitions; `tick` gives it the
 //!   host's time for the no-data rules and, over the registry, the inspection rules.
 //! - [`engine`] also holds the alert lifecycle (acknowledge, silences, maintenance inhibition,
-//!   reminders, flapping), state snapshots and `replace_rules` for hot reload.
+//!   reminders, flapping), state snapshots, `replace_rules` for hot reload, and forgetting idle
+//!   devices that no alert needs.
 //! - [`backtest`]: recorded readings (line protocol, JSON lines) replayed on a virtual clock.
 //! - [`profiles`]: `rules check --profiles`: the point names rules use against gateway profiles.
 //! - [`unit_test`]: `rules test` files (series notation and registry rows on a virtual clock,

@@ -158,6 +158,14 @@ impl Series {
         if spacing_ms > 0 && n >= 2 && self.samples[n - 1].0 - self.samples[n - 2].0 < spacing_ms {
             self.samples.pop_back();
         }
+        let len = self.samples.len();
+        if len == self.samples.capacity() && spacing_ms > 0 {
+            // A thinned series holds at most about `keep / spacing` samples: grow to that
+            // exactly rather than doubling past it (a third more memory per series).
+            let most = usize::try_from(keep_ms / spacing_ms).unwrap_or(MAX_SAMPLES).saturating_add(3);
+            let want = (len * 2).max(4).min(most.max(len + 1)).min(MAX_SAMPLES + 1);
+            self.samples.reserve_exact(want - len);
+        }
         self.samples.push_back((ts, value));
         let start = ts.saturating_sub(keep_ms);
         while self.samples.len() >= 2 && self.samples[1].0 <= start {
@@ -266,6 +274,7 @@ mod tests {
         }
         assert!(exact.len() > 3_600);
         assert!(thin.len() <= THINNED_SAMPLES as usize + 2, "{} samples", thin.len());
+        assert!(thin.samples.capacity() <= THINNED_SAMPLES as usize + 3, "{}", thin.samples.capacity());
         let now = 7_199_000;
         let want = exact.aggregate(Func::Delta, hour, now).unwrap();
         let got = thin.aggregate(Func::Delta, hour, now).unwrap();

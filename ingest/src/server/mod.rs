@@ -122,6 +122,7 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
     let topics = Topics::new(&cfg.mqtt.topic_prefix);
     let mut pipeline = Pipeline::new(topics.clone(), engine);
     pipeline.set_limits(cfg.limits.clone());
+    pipeline.set_evict_idle_after(Some(cfg.state.evict_idle_after));
     let state = match cfg.state_path() {
         Some(path) => {
             let store = crate::state::StateStore::open(&path).map_err(RunError::State)?;

@@ -254,6 +254,8 @@ impl Writer {
     async fn tick(&mut self, pipeline: &mut Pipeline, shutdown: &mut watch::Receiver<bool>) {
         let (alerts, lines) = pipeline.tick(super::now_ms());
         if alerts.is_empty() {
+            // Idle devices may have been forgotten.
+            self.update_metrics(pipeline, 0);
             return;
         }
         let mut batch = Batch { chunks: vec![(String::new(), lines)], alerts, ..Batch::default() };
@@ -426,6 +428,8 @@ impl Writer {
         let e = pipeline.engine().stats();
         m.rule_evaluations.store(e.evaluations, Ordering::Relaxed);
         m.rule_errors.store(e.eval_errors, Ordering::Relaxed);
+        m.devices_evicted.store(e.devices_evicted, Ordering::Relaxed);
+        m.devices_tracked.store(pipeline.engine().tracked_devices() as u64, Ordering::Relaxed);
         if let Ok(w) = self.wal.lock() {
             m.wal_pending.store(w.pending(), Ordering::Relaxed);
             m.wal_bytes.store(w.bytes(), Ordering::Relaxed);

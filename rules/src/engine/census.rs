@@ -46,16 +46,16 @@ impl Engine {
         let rules = &self.rules.rules;
         let firing = |state: &AlertState| matches!(state, AlertState::Firing { .. });
         for device in self.devices.values() {
-            for (&(i, _), slot) in &device.alerts {
+            for ((i, _), slot) in &device.alerts {
                 if firing(&slot.alert.state) {
-                    count.add(rules[i].severity);
+                    count.add(rules[*i].severity);
                 }
             }
         }
         for gateway in self.gateways.values() {
-            for (&i, slot) in &gateway.alerts {
+            for (i, slot) in &gateway.alerts {
                 if firing(&slot.alert.state) {
-                    count.add(rules[i].severity);
+                    count.add(rules[*i].severity);
                 }
             }
         }

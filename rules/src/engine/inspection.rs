@@ -152,6 +152,17 @@ impl Schedules {
         }
     }
 
+    /// Whether the device has an inspection alert.
+    pub(super) fn has_alerts(&self, device: &str) -> bool {
+        self.alerts.contains_key(device)
+    }
+
+    /// Forgets the maintenance signal seen from a device (evicted; see `engine::evict`).
+    pub(super) fn forget(&mut self, device: &str) {
+        self.maintenance.remove(device);
+        self.dirty.remove(device);
+    }
+
     pub(super) fn state(&self, rule: usize, device: &str) -> AlertState {
         let slots = self.alerts.get(device).into_iter().flatten();
         slots.filter(|(r, _)| *r == rule).map(|(_, s)| s.alert.state).next().unwrap_or_default()
@@ -161,7 +172,7 @@ impl Schedules {
 /// What one tick's pass needs from the engine, borrowed apart from the schedules it changes.
 struct Pass<'e> {
     rules: &'e [Rule],
-    devices: &'e FastMap<String, DeviceState>,
+    devices: &'e FastMap<Box<str>, DeviceState>,
     attributes: &'e FastMap<String, BTreeMap<String, Value>>,
     today: Date,
     now: Ts,
@@ -215,7 +226,7 @@ impl Pass<'_> {
     ) -> AlertMessage {
         let rule = &self.rules[i];
         let ir = self.inspection_rule(i);
-        let gateway = self.devices.get(device).map_or(REGISTRY_GATEWAY, |d| d.gateway.as_str());
+        let gateway = self.devices.get(device).map_or(REGISTRY_GATEWAY, |d| &*d.gateway);
         let kind = if kind.is_empty() { slot.kind.as_str() } else { kind };
         let origin = Reading::new(gateway, device, kind, 0, 0, self.now);
         let days_left = slot.due.days_since(self.today);
@@ -385,9 +396,9 @@ impl Engine {
         devices_to_do.sort();
         for device in devices_to_do {
             let unit = registry.get(&device);
-            let kind = match (unit, devices.get(&device)) {
+            let kind = match (unit, devices.get(device.as_str())) {
                 (Some(u), _) => u.kind.clone(),
-                (None, Some(d)) => d.kind.clone(),
+                (None, Some(d)) => d.kind.to_string(),
                 (None, None) => String::new(),
             };
             // A unit that left the registry: only telemetry's maintenance rules still apply.

@@ -6,13 +6,15 @@
 //! State per device: its alerts, keyed by rule and code (the code or bit of a `per_code` rule,
 //! none otherwise), and one window series per point its kind's rules aggregate. Per gateway:
 //! the alerts of `gateway_no_data` rules. Every alert moves only through [`alert::step`].
+//! A device costs a few hundred bytes besides its window samples: kinds, gateways and
+//! maintenance sources are shared strings, and alerts and maintenance answers are short lists
+//! that allocate only when used. Idle devices are forgotten ([`Engine::set_evict_idle_after`]).
 //!
 //! [`alert::step`]: crate::alert::step
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::Hash;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use telemetry::{AlertMessage, AlertStatus, Reading, Value};
@@ -39,6 +41,7 @@ pub use snapshot::{
 };
 
 mod census;
+mod evict;
 mod inspection;
 mod lifecycle;
 mod no_data;
@@ -53,6 +56,26 @@ mod tests;
 /// crafted to collide.
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 
+/// Strings many devices share (kinds, gateways, maintenance sources), held once.
+#[derive(Debug, Default)]
+struct Names(HashSet<Arc<str>, ahash::RandomState>);
+
+impl Names {
+    fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.0.get(name) {
+            return n.clone();
+        }
+        let n: Arc<str> = name.into();
+        self.0.insert(n.clone());
+        n
+    }
+
+    /// Forgets the names nothing else holds any more.
+    fn forget_unused(&mut self) {
+        self.0.retain(|n| Arc::strong_count(n) > 1);
+    }
+}
+
 /// Counters for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineStats {
@@ -60,6 +83,8 @@ pub struct EngineStats {
     pub evaluations: u64,
     /// Conditions that gave no answer (a point missing from the reading, a type mismatch).
     pub eval_errors: u64,
+    /// Idle devices whose state was forgotten.
+    pub devices_evicted: u64,
 }
 
 /// One alert, and the codes and names it shows in its summary (fault-code and bits rules).
@@ -72,27 +97,38 @@ struct Slot {
 /// A device's alerts: by rule index and, for `per_code` rules, code.
 type AlertKey = (usize, Option<i64>);
 
+/// Alerts that are not inactive, by key: a list, since a device has none or a few and an
+/// empty `Vec` allocates nothing.
+type Slots<K> = Vec<(K, Slot)>;
+
+fn slot<'a, K: Eq>(slots: &'a [(K, Slot)], key: &K) -> Option<&'a Slot> {
+    slots.iter().find(|(k, _)| k == key).map(|(_, s)| s)
+}
+
 #[derive(Debug)]
 struct DeviceState {
-    kind: String,
-    gateway: String,
+    kind: Arc<str>,
+    gateway: Arc<str>,
     /// Time of the newest reading; older and repeated readings are ignored.
     last_seen: Ts,
     /// Time of the newest reading with at least one value: what no_data rules watch. A device
     /// whose every point fails to read sends no data.
     last_data: Ts,
+    /// The host's time (of the newest tick, or before any the reading's) of its newest reading,
+    /// late ones included: how long it has been idle.
+    active_at: Ts,
     /// One series per point of its kind's plan.
-    windows: Vec<Series>,
-    alerts: FastMap<AlertKey, Slot>,
+    windows: Box<[Series]>,
+    alerts: Slots<AlertKey>,
     /// The latest answer to each `inhibit_when` condition (by its source) and when it came:
     /// true while the device is in maintenance.
-    maintenance: BTreeMap<String, (bool, Ts)>,
+    maintenance: Vec<(Arc<str>, bool, Ts)>,
 }
 
 #[derive(Debug, Default)]
 struct GatewayState {
     /// By rule index.
-    alerts: FastMap<usize, Slot>,
+    alerts: Slots<usize>,
 }
 
 #[derive(Debug)]
@@ -101,8 +137,10 @@ pub struct Engine {
     evaluator: Evaluator,
     /// By equipment kind, made at the kind's first reading.
     plans: FastMap<String, KindPlan>,
-    devices: FastMap<String, DeviceState>,
+    devices: FastMap<Box<str>, DeviceState>,
     gateways: FastMap<String, GatewayState>,
+    names: Names,
+    eviction: evict::Eviction,
     /// Given with `set_attributes`, over the registry's.
     attributes: FastMap<String, BTreeMap<String, Value>>,
     registry: Arc<Registry>,
@@ -132,8 +170,8 @@ fn attribute_map<'a>(
 
 /// Steps the alert under `key`, creating it only when its condition holds and forgetting it once
 /// it is inactive again. Returns the transition with the alert's detail.
-fn step_slot<K: Hash + Eq + Copy>(
-    alerts: &mut FastMap<K, Slot>,
+fn step_slot<K: Eq + Copy>(
+    alerts: &mut Slots<K>,
     key: K,
     matched: bool,
     cleared: bool,
@@ -141,10 +179,16 @@ fn step_slot<K: Hash + Eq + Copy>(
     ts: Ts,
     detail: Option<(String, String)>,
 ) -> Option<(Transition, Option<(String, String)>)> {
-    if !matched && !alerts.contains_key(&key) {
-        return None;
-    }
-    let slot = alerts.entry(key).or_default();
+    let at = match alerts.iter().position(|(k, _)| *k == key) {
+        Some(at) => at,
+        None if !matched => return None,
+        None => {
+            alerts.reserve_exact(1);
+            alerts.push((key, Slot::default()));
+            alerts.len() - 1
+        }
+    };
+    let slot = &mut alerts[at].1;
     if matched && detail.is_some() {
         slot.detail = detail;
     }
@@ -153,7 +197,10 @@ fn step_slot<K: Hash + Eq + Copy>(
     if slot.alert.state == AlertState::Inactive {
         // `process` drops readings older than the device's newest, so an inactive alert needs
         // no memory of its last step.
-        alerts.remove(&key);
+        alerts.swap_remove(at);
+        if alerts.is_empty() {
+            *alerts = Vec::new();
+        }
     }
     out
 }
@@ -261,6 +308,8 @@ impl Engine {
             plans: FastMap::default(),
             devices: FastMap::default(),
             gateways: FastMap::default(),
+            names: Names::default(),
+            eviction: evict::Eviction::default(),
             attributes: FastMap::default(),
             registry: Arc::default(),
             schedules: Schedules::default(),
@@ -298,7 +347,7 @@ impl Engine {
 
     /// Every device seen in telemetry: (device, gateway, kind, time of its newest reading).
     pub fn devices_seen(&self) -> impl Iterator<Item = (&str, &str, &str, Ts)> {
-        self.devices.iter().map(|(d, s)| (d.as_str(), s.gateway.as_str(), s.kind.as_str(), s.last_seen))
+        self.devices.iter().map(|(d, s)| (&**d, &*s.gateway, &*s.kind, s.last_seen))
     }
 
     /// Whether the engine holds state for `device` (it has sent a reading since it was last
@@ -327,12 +376,12 @@ impl Engine {
         let found = self.alert_key(rule);
         let slot = match found {
             Some((i, _)) if matches!(self.rules.rules[i].rule_type, RuleType::GatewayNoData { .. }) => {
-                self.gateways.get(device).and_then(|g| g.alerts.get(&i))
+                self.gateways.get(device).and_then(|g| slot(&g.alerts, &i))
             }
             Some((i, _)) if matches!(self.rules.rules[i].rule_type, RuleType::Inspection(_)) => {
                 return self.schedules.state(i, device);
             }
-            Some(key) => self.devices.get(device).and_then(|d| d.alerts.get(&key)),
+            Some(key) => self.devices.get(device).and_then(|d| slot(&d.alerts, &key)),
             None => None,
         };
         slot.map_or(AlertState::Inactive, |s| s.alert.state)
@@ -350,24 +399,27 @@ impl Engine {
     fn step_reading(&mut self, reading: &Reading) -> Vec<AlertMessage> {
         self.stats.readings += 1;
         let ts = reading.ts_ms;
+        let host_now = self.now.unwrap_or(ts);
         if !self.plans.contains_key(&reading.kind) {
             self.plans.insert(reading.kind.clone(), KindPlan::new(&self.rules.rules, &reading.kind));
         }
         let plan = &self.plans[&reading.kind];
-        if !self.devices.contains_key(&reading.device) {
+        if !self.devices.contains_key(reading.device.as_str()) {
             let state = DeviceState {
-                kind: reading.kind.clone(),
-                gateway: reading.gateway.clone(),
+                kind: self.names.get(&reading.kind),
+                gateway: self.names.get(&reading.gateway),
                 last_seen: Ts::MIN,
                 // Seen now: with no values ever, it has sent no data since.
                 last_data: ts,
-                windows: vec![Series::default(); plan.windows.len()],
-                alerts: FastMap::default(),
-                maintenance: BTreeMap::new(),
+                active_at: host_now,
+                windows: vec![Series::default(); plan.windows.len()].into(),
+                alerts: Vec::new(),
+                maintenance: Vec::new(),
             };
-            self.devices.insert(reading.device.clone(), state);
+            self.devices.insert(reading.device.as_str().into(), state);
         }
-        let device = self.devices.get_mut(&reading.device).expect("inserted above");
+        let device = self.devices.get_mut(reading.device.as_str()).expect("inserted above");
+        device.active_at = host_now;
         if ts <= device.last_seen {
             return Vec::new();
         }
@@ -375,12 +427,12 @@ impl Engine {
         if !reading.values.is_empty() {
             device.last_data = ts;
         }
-        if device.kind != reading.kind {
-            device.kind = reading.kind.clone();
-            device.windows = vec![Series::default(); plan.windows.len()];
+        if *device.kind != *reading.kind {
+            device.kind = self.names.get(&reading.kind);
+            device.windows = vec![Series::default(); plan.windows.len()].into();
         }
-        if device.gateway != reading.gateway {
-            device.gateway = reading.gateway.clone();
+        if *device.gateway != *reading.gateway {
+            device.gateway = self.names.get(&reading.gateway);
         }
         for (((point, keep_ms), spacing), series) in
             plan.windows.iter().zip(&plan.spacing).zip(&mut device.windows)
@@ -422,10 +474,11 @@ impl Engine {
             let Some(inhibit) = &self.rules.rules[i].lifecycle.inhibit_when else { continue };
             self.stats.evaluations += 1;
             match self.evaluator.check(inhibit, &bindings) {
-                Some(on) => match device.maintenance.get_mut(&inhibit.source) {
-                    Some(latest) => *latest = (on, ts),
+                Some(on) => match device.maintenance.iter_mut().find(|m| *m.0 == *inhibit.source) {
+                    Some(latest) => (latest.1, latest.2) = (on, ts),
                     None => {
-                        device.maintenance.insert(inhibit.source.clone(), (on, ts));
+                        device.maintenance.reserve_exact(1);
+                        device.maintenance.push((self.names.get(&inhibit.source), on, ts));
                     }
                 },
                 // A reading without the signal: the latest answer stands.
@@ -435,7 +488,7 @@ impl Engine {
         let maintenance = &device.maintenance;
         let inhibited = |rule: &Rule| {
             let source = rule.lifecycle.inhibit_when.as_ref().map(|c| c.source.as_str());
-            source.is_some_and(|s| maintenance.get(s).is_some_and(|&(on, _)| on))
+            source.is_some_and(|s| maintenance.iter().any(|(m, on, _)| **m == *s && *on))
         };
         // The host's time, as far as the engine knows it: for no-data rules.
         let now = self.now.map_or(ts, |n| n.max(ts));
@@ -445,9 +498,7 @@ impl Engine {
             match &rule.rule_type {
                 RuleType::Threshold { when, clear } => {
                     let key = (i, None);
-                    let firing = device
-                        .alerts
-                        .get(&key)
+                    let firing = slot(&device.alerts, &key)
                         .is_some_and(|s| matches!(s.alert.state, AlertState::Firing { .. }));
                     self.stats.evaluations += 1;
                     let observed = match (clear, firing) {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use telemetry::{AlertMessage, Reading};
 
-use super::{after, attribute_map, message, step_slot, Engine};
+use super::{after, attribute_map, message, slot, step_slot, Engine};
 use crate::alert::{AlertState, Ts};
 use crate::rule_file::{Rule, RuleType};
 
@@ -25,7 +25,8 @@ pub(super) fn gateway_reading(gateway: &str, now: Ts) -> Reading {
 impl Engine {
     /// Advances the host's clock to `now_ms` and returns the no-data and inspection
     /// transitions, then the lifecycle's (held-back resolves of flapping alerts, alerts whose
-    /// silence ended, reminders). A time no later than the last one given changes nothing.
+    /// silence ended, reminders), and forgets idle devices ([`Engine::set_evict_idle_after`]).
+    /// A time no later than the last one given changes nothing.
     /// Costs one pass over the devices seen and the active alerts, and once a day one over the
     /// registry.
     pub fn tick(&mut self, now_ms: Ts) -> Vec<AlertMessage> {
@@ -37,6 +38,7 @@ impl Engine {
         raw.extend(self.tick_inspections(now_ms));
         let mut out = self.notify(raw);
         out.extend(self.tick_lifecycle(now_ms));
+        self.evict_idle(now_ms);
         out
     }
 
@@ -53,20 +55,20 @@ impl Engine {
         // The newest reading per gateway and gateway rule, of devices of the rule's kinds.
         let mut gateway_seen: HashMap<(&str, usize), Ts> = HashMap::new();
         // Device alerts to step: (device, rule, silent).
-        let mut device_steps: Vec<(String, usize, bool)> = Vec::new();
+        let mut device_steps: Vec<(Box<str>, usize, bool)> = Vec::new();
         for device in self.devices.values() {
             for &g in gateway_rules.iter().filter(|&&g| rules[g].applies_to(&device.kind)) {
-                let seen = gateway_seen.entry((device.gateway.as_str(), g)).or_insert(device.last_seen);
+                let seen = gateway_seen.entry((&*device.gateway, g)).or_insert(device.last_seen);
                 *seen = (*seen).max(device.last_seen);
             }
         }
         for (id, device) in &self.devices {
-            let Some(plan) = self.plans.get(&device.kind) else { continue };
+            let Some(plan) = self.plans.get(&*device.kind) else { continue };
             for &i in &plan.no_data {
                 let (_, after_ms) = after(&rules[i]);
                 let silent = now.saturating_sub(device.last_data) >= after_ms;
                 let active =
-                    device.alerts.get(&(i, None)).is_some_and(|s| s.alert.state != AlertState::Inactive);
+                    slot(&device.alerts, &(i, None)).is_some_and(|s| s.alert.state != AlertState::Inactive);
                 if !silent && !active {
                     continue;
                 }
@@ -75,7 +77,7 @@ impl Engine {
                     && gateway_rules.iter().any(|&g| {
                         rules[g].applies_to(&device.kind)
                             && gateway_seen
-                                .get(&(device.gateway.as_str(), g))
+                                .get(&(&*device.gateway, g))
                                 .is_some_and(|&s| now.saturating_sub(s) >= after_ms)
                     });
                 if !inhibited {
@@ -99,11 +101,11 @@ impl Engine {
         }
         for (id, i, silent) in device_steps {
             let rule = &rules[i];
-            let device = self.devices.get_mut(&id).expect("collected from the devices");
+            let device = self.devices.get_mut(&*id).expect("collected from the devices");
             if let Some((t, _)) = step_slot(&mut device.alerts, (i, None), silent, !silent, rule, now, None) {
                 let (after, _) = after(rule);
                 let origin = Reading::new(&device.gateway, &id, &device.kind, 0, 0, now);
-                let attributes = attribute_map(self.registry.get(&id), self.attributes.get(&id));
+                let attributes = attribute_map(self.registry.get(&id), self.attributes.get(&*id));
                 let extra = [("after", after.as_str())];
                 out.push(message(rule, rule.id.clone(), &origin, attributes.as_deref(), &extra, t, now));
             }

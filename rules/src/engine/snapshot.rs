@@ -2,7 +2,7 @@
 //!
 //! [`Engine::snapshot`] writes every alert (by rule id, or `{id}.{code name}` of a per_code
 //! rule, never by index), the devices' last-seen times, window samples and maintenance
-//! answers, the gateways' alerts, the inspection schedules, the lifecycle (acks, silences,
+//! answers (of the devices held: forgotten idle devices are not in it), the gateways' alerts, the inspection schedules, the lifecycle (acks, silences,
 //! flapping histories, reminder times) and the host's time. [`Engine::restore`] takes it back:
 //! a firing alert stays firing without a new `Firing`, pending `for` timers continue from their
 //! `active_at`, a reading older than an alert's `last_ts` changes nothing. State of rules whose
@@ -19,7 +19,7 @@ use telemetry::{AlertMessage, AlertStatus};
 use super::inspection::{InspectionSnapshot, Schedules};
 use super::lifecycle::{Lifecycle, Silence, Tracked};
 use super::plan::KindPlan;
-use super::{DeviceState, Engine, FastMap, GatewayState, Slot};
+use super::{slot, DeviceState, Engine, FastMap, GatewayState, Slot};
 use crate::alert::{Alert, Ts};
 use crate::rule_file::{RuleSet, RuleType};
 use crate::window::Series;
@@ -53,6 +53,10 @@ pub struct DeviceSnapshot {
     pub gateway: String,
     pub last_seen: Ts,
     pub last_data: Ts,
+    /// The host's time of its newest reading, for eviction; absent in snapshots before it was
+    /// kept (then `last_seen` stands in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_at: Option<Ts>,
     pub windows: Vec<WindowSnapshot>,
     pub alerts: Vec<AlertSnapshot>,
     /// `inhibit_when` source to its latest answer and when it came.
@@ -121,7 +125,7 @@ impl Engine {
         };
         let mut devices: Vec<DeviceSnapshot> = (self.devices.iter())
             .map(|(id, d)| {
-                let points = self.plans.get(&d.kind).map(|p| p.windows.as_slice()).unwrap_or_default();
+                let points = self.plans.get(&*d.kind).map(|p| p.windows.as_slice()).unwrap_or_default();
                 let windows = (points.iter().zip(&d.windows))
                     .filter(|(_, s)| !s.is_empty())
                     .map(|((point, _), s)| WindowSnapshot {
@@ -130,14 +134,17 @@ impl Engine {
                     })
                     .collect();
                 DeviceSnapshot {
-                    id: id.clone(),
-                    kind: d.kind.clone(),
-                    gateway: d.gateway.clone(),
+                    id: id.to_string(),
+                    kind: d.kind.to_string(),
+                    gateway: d.gateway.to_string(),
                     last_seen: d.last_seen,
                     last_data: d.last_data,
+                    active_at: Some(d.active_at),
                     windows,
-                    alerts: alerts(d.alerts.iter().map(|(&k, s)| (self.alert_id(k), s)).collect()),
-                    maintenance: d.maintenance.clone(),
+                    alerts: alerts(d.alerts.iter().map(|(k, s)| (self.alert_id(*k), s)).collect()),
+                    maintenance: (d.maintenance.iter())
+                        .map(|(m, on, at)| (m.to_string(), (*on, *at)))
+                        .collect(),
                 }
             })
             .collect();
@@ -145,7 +152,7 @@ impl Engine {
         let mut gateways: Vec<GatewaySnapshot> = (self.gateways.iter())
             .map(|(id, g)| GatewaySnapshot {
                 id: id.clone(),
-                alerts: alerts(g.alerts.iter().map(|(&i, s)| (self.rules.rules[i].id.clone(), s)).collect()),
+                alerts: alerts(g.alerts.iter().map(|(i, s)| (self.rules.rules[*i].id.clone(), s)).collect()),
             })
             .collect();
         gateways.sort_by(|a, b| a.id.cmp(&b.id));
@@ -198,8 +205,8 @@ impl Engine {
                     }
                     series
                 })
-                .collect();
-            let mut alerts = FastMap::default();
+                .collect::<Box<[Series]>>();
+            let mut alerts = Vec::new();
             for a in d.alerts {
                 let key = self.alert_key(&a.rule).filter(|&(i, _)| {
                     let rule = &self.rules.rules[i];
@@ -207,22 +214,27 @@ impl Engine {
                         && (rule.is_fault() || matches!(rule.rule_type, RuleType::NoData { .. }))
                 });
                 match key {
-                    Some(key) => {
-                        alerts.insert(key, Slot { alert: a.alert, detail: a.detail });
+                    Some(key) if slot(&alerts, &key).is_none() => {
+                        alerts.push((key, Slot { alert: a.alert, detail: a.detail }));
                     }
-                    None => dropped.push((a.rule, d.id.clone())),
+                    _ => dropped.push((a.rule, d.id.clone())),
                 }
             }
+            alerts.shrink_to_fit();
+            let maintenance =
+                (d.maintenance.iter()).map(|(source, &(on, at))| (self.names.get(source), on, at)).collect();
             let state = DeviceState {
-                kind: d.kind,
-                gateway: d.gateway,
+                kind: self.names.get(&d.kind),
+                gateway: self.names.get(&d.gateway),
                 last_seen: d.last_seen,
                 last_data: d.last_data,
+                // Before the field was saved: its newest reading's time.
+                active_at: d.active_at.unwrap_or(d.last_seen),
                 windows,
                 alerts,
-                maintenance: d.maintenance,
+                maintenance,
             };
-            self.devices.insert(d.id, state);
+            self.devices.insert(d.id.into(), state);
         }
         self.gateways = FastMap::default();
         for g in snapshot.gateways {
@@ -230,10 +242,10 @@ impl Engine {
             for a in g.alerts {
                 let i = self.alert_rules.get(&a.rule).copied();
                 match i.filter(|&i| matches!(self.rules.rules[i].rule_type, RuleType::GatewayNoData { .. })) {
-                    Some(i) => {
-                        state.alerts.insert(i, Slot { alert: a.alert, detail: a.detail });
+                    Some(i) if slot(&state.alerts, &i).is_none() => {
+                        state.alerts.push((i, Slot { alert: a.alert, detail: a.detail }));
                     }
-                    None => dropped.push((a.rule, g.id.clone())),
+                    _ => dropped.push((a.rule, g.id.clone())),
                 }
             }
             self.gateways.insert(g.id, state);
