@@ -73,6 +73,15 @@ fn the_demo_shows_four_kinds_flowing_and_an_alert_firing_and_resolving() {
     };
     let first_resolved = resolved.first().unwrap_or_else(|| panic!("no alert resolved:\n{stdout}"));
     assert!(fired.iter().any(|f| key(f) == key(first_resolved)), "resolved without firing:\n{stdout}");
+    // Summaries show numbers to their unit's decimals and leave out what the registry lacks.
+    for line in fired.iter().chain(&resolved) {
+        let summary = line.split_once("]").map_or("", |(_, rest)| rest);
+        assert!(!summary.contains('?'), "a missing value shown: {line}");
+        let long_decimals = summary
+            .split(|c: char| !c.is_ascii_digit() && c != '.')
+            .any(|n| n.split_once('.').is_some_and(|(whole, frac)| !whole.is_empty() && frac.len() > 3));
+        assert!(!long_decimals, "a raw float: {line}");
+    }
 
     let lines: String = std::fs::read_dir(&data)
         .expect("data dir")

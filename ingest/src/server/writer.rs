@@ -173,7 +173,12 @@ impl Writer {
                     self.save_state(&pipeline);
                     return;
                 }
+                let transitions = !batch.alerts.is_empty();
                 self.publish(&pipeline, &mut batch).await;
+                if transitions {
+                    // Also while a backlog keeps the loop from ticking.
+                    self.count_alerts(&pipeline);
+                }
                 self.processed = last_id;
                 if self.state.is_none() || self.last_snapshot.elapsed() >= self.cfg.state.snapshot_every {
                     self.save_state(&pipeline);
@@ -404,8 +409,9 @@ impl Writer {
         }
     }
 
-    /// Counts the alerts firing now from the engine's state: once a second (a pass over every
-    /// device), and at start, so the figure holds what a restored snapshot holds.
+    /// Counts the alerts firing now from the engine's state (a pass over every device): at
+    /// start, so the figure holds what a restored snapshot holds, once a second, and after a
+    /// batch with alert transitions.
     pub(super) fn count_alerts(&self, pipeline: &Pipeline) {
         let firing = pipeline.engine().firing();
         if let Ok(mut a) = self.hooks.metrics.alerts_active.lock() {
