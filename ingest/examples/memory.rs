@@ -11,6 +11,8 @@
 //! Every device sends `--readings` readings, `--every-ms` apart in simulated time (one round of
 //! all devices per step, then a `Pipeline::tick` at the round's time). `--kind` is one of the
 //! simulated kinds or `mix` (elevators, boilers, water meters and charging piles in turn).
+//! `--seq-step N` numbers readings N apart (gaps): duplicate detection then holds the state of
+//! N times as many consecutive readings, so a short run shows the steady state of a long one.
 
 use std::time::{Duration, Instant};
 
@@ -28,11 +30,18 @@ struct Args {
     readings: u64,
     every_ms: i64,
     report: Vec<u64>,
+    seq_step: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a =
-        Args { kind: "elevator".into(), devices: 10_000, readings: 100, every_ms: 1_000, report: vec![] };
+    let mut a = Args {
+        kind: "elevator".into(),
+        devices: 10_000,
+        readings: 100,
+        every_ms: 1_000,
+        report: vec![],
+        seq_step: 1,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -42,6 +51,7 @@ fn parse_args() -> Result<Args, String> {
             "--devices" => a.devices = num(&value)? as usize,
             "--readings" => a.readings = num(&value)?,
             "--every-ms" => a.every_ms = num(&value)? as i64,
+            "--seq-step" => a.seq_step = num(&value)?.max(1),
             "--report" => a.report = value.split(',').map(num).collect::<Result<_, _>>()?,
             _ => return Err(format!("unknown flag {flag}")),
         }
@@ -133,7 +143,7 @@ fn main() {
         let ts = START + round as i64 * args.every_ms;
         for n in 0..args.devices {
             let sim = &sims[n % sims.len()];
-            let r = reading(sim, n / sims.len(), round, ts);
+            let r = reading(sim, n / sims.len(), round * args.seq_step, ts);
             let topic = topics.telemetry(16, &r.gateway, &r.device);
             match pipeline.handle(&topic, &telemetry::encode(&r), ts) {
                 Outcome::Reading { .. } => handled += 1,
