@@ -199,15 +199,18 @@ fn json_logs_are_one_object_a_line() {
     }
     assert!(messages.iter().any(|m| m.starts_with("subscribed")), "{out}");
     assert!(messages.iter().any(|m| m.starts_with("loaded ")), "{out}");
-    // An error at start is a JSON line too.
-    let out = run_in(
-        dir.path(),
-        &binary("ingest"),
-        &["--log-format", "json", "run", "--config", "/nonexistent.toml"],
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stderr).expect("a JSON error line");
-    assert_eq!(v["level"], "ERROR");
-    assert_eq!(v["fields"]["message"], "cannot read /nonexistent.toml: No such file or directory");
+    // An error at start is a JSON line too, on both servers.
+    for bin in ["ingest", "gateway"] {
+        let args = ["--log-format", "json", "run", "--config", "/nonexistent.toml"];
+        let out = run_in(dir.path(), &binary(bin), &args);
+        assert_eq!(out.status.code(), Some(1), "{bin}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stderr).expect("a JSON error line");
+        assert_eq!(v["level"], "ERROR", "{bin}");
+        assert_eq!(
+            v["fields"]["message"], "cannot read /nonexistent.toml: No such file or directory",
+            "{bin}"
+        );
+    }
 }
 
 #[test]
