@@ -12,7 +12,7 @@ use gateway::GatewayConfig;
 /// Edge gateway: polls Modbus devices (elevators, boilers, water meters, charging piles) and
 /// publishes their readings over MQTT at QoS 1.
 #[derive(Parser)]
-#[command(version = gateway::cli::VERSION, about, long_about = None)]
+#[command(version = gateway::cli::VERSION, propagate_version = true, about, long_about = None)]
 struct Cli {
     /// Log filter, e.g. `info` or `gateway=debug` (overrides RUST_LOG).
     #[arg(long, global = true, env = "GATEWAY_LOG", default_value = "info")]

@@ -11,7 +11,7 @@ const DEFAULT_LOG: &str = "info,rumqttd=off";
 /// and alerts to an InfluxDB v2 write endpoint (or rotated line-protocol files), and publishes
 /// alert transitions.
 #[derive(Parser)]
-#[command(version = gateway::cli::VERSION, about, long_about = None)]
+#[command(version = gateway::cli::VERSION, propagate_version = true, about, long_about = None)]
 struct Cli {
     /// Log filter, e.g. `info` or `ingest=debug`.
     #[arg(long, global = true, env = "INGEST_LOG", default_value = DEFAULT_LOG)]

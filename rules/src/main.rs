@@ -15,7 +15,7 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("GIT_
 /// Tools for engineers who write rule files: check them and unit-test them offline, before they
 /// reach ingest.
 #[derive(Parser)]
-#[command(version = VERSION, about, long_about = None)]
+#[command(version = VERSION, propagate_version = true, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

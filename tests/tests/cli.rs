@@ -57,11 +57,14 @@ fn every_binary_and_subcommand_answers_help_version_and_a_wrong_argument() {
             assert_eq!(out.status.code(), Some(2), "{shown} --no-such-option: {err}");
             assert!(err.contains("unexpected argument '--no-such-option'"), "{shown}: {err}");
             assert!(err.contains("Usage:") && !err.contains("panicked"), "{shown}: {err}");
+
+            let out = run_in(dir.path(), &bin, &[sub, "--version"]);
+            assert_eq!(out.status.code(), Some(0), "{shown} --version: {}", text(&out.stderr));
+            let stdout = text(&out.stdout);
+            // A subcommand names itself: `ingest-run 0.1.0 (commit …)`.
+            let full = if sub.is_empty() { name.to_string() } else { format!("{name}-{sub}") };
+            assert!(is_version_line(&stdout, &full), "{shown} --version printed {stdout:?}");
         }
-        let out = run_in(dir.path(), &bin, &["--version"]);
-        assert_eq!(out.status.code(), Some(0), "{name} --version");
-        let stdout = text(&out.stdout);
-        assert!(is_version_line(&stdout, name), "{name} --version printed {stdout:?}");
     }
     // No side effects: nothing was written where they ran (`ingest demo` writes demo-data/,
     // `loadtest` used to take `--help` for a rule folder and start a broker).
@@ -199,15 +202,18 @@ fn json_logs_are_one_object_a_line() {
     }
     assert!(messages.iter().any(|m| m.starts_with("subscribed")), "{out}");
     assert!(messages.iter().any(|m| m.starts_with("loaded ")), "{out}");
-    // An error at start is a JSON line too.
-    let out = run_in(
-        dir.path(),
-        &binary("ingest"),
-        &["--log-format", "json", "run", "--config", "/nonexistent.toml"],
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stderr).expect("a JSON error line");
-    assert_eq!(v["level"], "ERROR");
-    assert_eq!(v["fields"]["message"], "cannot read /nonexistent.toml: No such file or directory");
+    // An error at start is a JSON line too, on both servers.
+    for bin in ["ingest", "gateway"] {
+        let args = ["--log-format", "json", "run", "--config", "/nonexistent.toml"];
+        let out = run_in(dir.path(), &binary(bin), &args);
+        assert_eq!(out.status.code(), Some(1), "{bin}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stderr).expect("a JSON error line");
+        assert_eq!(v["level"], "ERROR", "{bin}");
+        assert_eq!(
+            v["fields"]["message"], "cannot read /nonexistent.toml: No such file or directory",
+            "{bin}"
+        );
+    }
 }
 
 #[test]
