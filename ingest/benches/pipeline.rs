@@ -8,7 +8,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use gateway::sim::{SimPlan, Simulator, KIND_PROFILES};
 use ingest::pipeline::{Outcome, Pipeline};
-use telemetry::{Reading, Topics, Value};
+use telemetry::{Reading, Topics};
 
 const DEVICES_PER_KIND: usize = 2_500;
 const START: i64 = 1_795_000_000_000;
@@ -21,21 +21,7 @@ fn messages(sim: &Simulator, round: u64) -> Vec<(String, Vec<u8>)> {
         .map(|d| {
             let mut r =
                 Reading::new("gw-bench", &format!("{}-{}", d.id, d.index), &d.profile.kind, 1, round, ts);
-            for (name, v) in d.model.sample(d.index, ts, d.faults.active(ts)) {
-                let point =
-                    d.profile.points.iter().find(|p| p.name == name).expect("model names profile points");
-                let value = if point.table.is_bits() {
-                    Value::Bool(v != 0.0)
-                } else if point.data_type.is_integer() && point.scale == 1.0 {
-                    Value::Int(v as i64)
-                } else {
-                    Value::Float(v)
-                };
-                r.values.insert(name.to_string(), value);
-                for (bit, bit_name) in &point.bits {
-                    r.values.insert(bit_name.clone(), Value::Bool((v as u64 >> bit) & 1 == 1));
-                }
-            }
+            r.values.extend(d.reading_values(d.index, ts, d.faults.active(ts)));
             (topics.telemetry(16, &r.gateway, &r.device), telemetry::encode(&r))
         })
         .collect()

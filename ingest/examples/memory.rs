@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use gateway::sim::{SimPlan, Simulator, KIND_PROFILES};
 use ingest::pipeline::{Outcome, Pipeline};
-use telemetry::{Reading, Topics, Value};
+use telemetry::{Reading, Topics};
 
 const START: i64 = 1_795_000_000_000;
 const PER_SIM: usize = 200;
@@ -98,20 +98,7 @@ fn reading(sim: &Simulator, n: usize, seq: u64, ts: i64) -> Reading {
     let d = sim.devices().nth(n % PER_SIM).expect("PER_SIM devices");
     let gateway = format!("gw-{:05}", n / DEVICES_PER_GATEWAY);
     let mut r = Reading::new(&gateway, &format!("{}-{n:07}", d.profile.kind), &d.profile.kind, 1, seq, ts);
-    for (name, v) in d.model.sample(n, ts, false) {
-        let point = d.profile.points.iter().find(|p| p.name == name).expect("model names profile points");
-        let value = if point.table.is_bits() {
-            Value::Bool(v != 0.0)
-        } else if point.data_type.is_integer() && point.scale == 1.0 {
-            Value::Int(v as i64)
-        } else {
-            Value::Float(v)
-        };
-        r.values.insert(name.to_string(), value);
-        for (bit, bit_name) in &point.bits {
-            r.values.insert(bit_name.clone(), Value::Bool((v as u64 >> bit) & 1 == 1));
-        }
-    }
+    r.values.extend(d.reading_values(n, ts, false));
     r
 }
 

@@ -384,36 +384,12 @@ pub fn publish_readings(
 
 /// Publishes `readings` at QoS 1 as `client_id` and returns once the broker acknowledged all.
 pub fn publish(port: u16, client_id: &str, readings: &[telemetry::Reading]) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let topics = telemetry::Topics::default();
-    let messages: Vec<(String, Vec<u8>)> = readings
+    let messages = readings
         .iter()
         .map(|r| (topics.telemetry(16, &r.gateway, &r.device), telemetry::encode(r)))
         .collect();
-    runtime.block_on(async {
-        let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(10));
-        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
-        let total = messages.len();
-        // Publishing while the event loop runs: more than the request queue holds would
-        // otherwise wait for a loop nobody polls.
-        let sender = client.clone();
-        let publisher = tokio::spawn(async move {
-            for (topic, payload) in messages {
-                sender.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload).await.expect("publish");
-            }
-        });
-        let mut acked = 0;
-        while acked < total {
-            let event =
-                tokio::time::timeout(Duration::from_secs(30), eventloop.poll()).await.expect("acks in time");
-            if let Ok(rumqttc::Event::Incoming(rumqttc::Incoming::PubAck(_))) = event {
-                acked += 1;
-            }
-        }
-        publisher.await.expect("publisher task");
-        let _ = client.disconnect().await;
-    });
+    publish_raw(port, client_id, messages);
 }
 
 /// Milliseconds since the epoch now.
@@ -468,6 +444,8 @@ pub fn publish_raw(port: u16, client_id: &str, messages: Vec<(String, Vec<u8>)>)
         options.set_keep_alive(Duration::from_secs(10)).set_max_packet_size(268_435_455, 268_435_455);
         let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
         let total = messages.len();
+        // Publishing while the event loop runs: more than the request queue holds would
+        // otherwise wait for a loop nobody polls.
         let sender = client.clone();
         let publisher = tokio::spawn(async move {
             for (topic, payload) in messages {
@@ -478,10 +456,8 @@ pub fn publish_raw(port: u16, client_id: &str, messages: Vec<(String, Vec<u8>)>)
         while acked < total {
             let event =
                 tokio::time::timeout(Duration::from_secs(30), eventloop.poll()).await.expect("acks in time");
-            match event {
-                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::PubAck(_))) => acked += 1,
-                Ok(_) => {}
-                Err(e) => panic!("raw publisher: {e}"),
+            if let Ok(rumqttc::Event::Incoming(rumqttc::Incoming::PubAck(_))) = event {
+                acked += 1;
             }
         }
         publisher.await.expect("publisher task");

@@ -58,6 +58,31 @@ pub struct SimDevice {
     pub faults: FaultSchedule,
 }
 
+impl SimDevice {
+    /// The values a poll at `ts` would read, as a reading carries them (bits of alarm words by
+    /// their names), sampled as device number `index` of its kind: for benchmarks and load tools
+    /// that skip Modbus.
+    pub fn reading_values(&self, index: usize, ts: i64, faulty: bool) -> Vec<(String, telemetry::Value)> {
+        use telemetry::Value;
+        let mut values = Vec::new();
+        for (name, v) in self.model.sample(index, ts, faulty) {
+            let Some(point) = self.profile.points.iter().find(|p| p.name == name) else { continue };
+            let value = if point.table.is_bits() {
+                Value::Bool(v != 0.0)
+            } else if point.data_type.is_integer() && point.scale == 1.0 {
+                Value::Int(v as i64)
+            } else {
+                Value::Float(v)
+            };
+            values.push((name.to_string(), value));
+            for (bit, bit_name) in &point.bits {
+                values.push((bit_name.clone(), Value::Bool((v as u64 >> bit) & 1 == 1)));
+            }
+        }
+        values
+    }
+}
+
 /// How many devices of each kind, and when their faults come.
 #[derive(Clone, Debug)]
 pub struct SimPlan {
