@@ -228,6 +228,11 @@ impl GatewayConfig {
                 cfg.spool.dir = Some(base.join(dir));
             }
         }
+        if let Some(file) = &cfg.mqtt.password_file {
+            if file.is_relative() {
+                cfg.mqtt.password_file = Some(base.join(file));
+            }
+        }
         let problems = cfg.problems();
         if problems.is_empty() {
             Ok(cfg)

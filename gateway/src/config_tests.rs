@@ -61,6 +61,27 @@ fn a_relative_spool_dir_is_relative_to_the_config_file() {
 }
 
 #[test]
+fn relative_password_file_and_profiles_dir_resolve_against_the_config_file() {
+    let dir = std::env::temp_dir().join(format!("gw-cfg-paths-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gateway.toml");
+    let text = format!("profiles_dir = \"profiles\"\n{EXAMPLE}").replacen(
+        "[mqtt]\n",
+        "[mqtt]\npassword_file = \"mqtt.pass\"\n",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let cfg = GatewayConfig::load(&path).unwrap();
+    assert_eq!(cfg.mqtt.password_file, Some(dir.join("mqtt.pass")));
+    assert_eq!(cfg.profiles_dir, Some(dir.join("profiles")));
+    let text = EXAMPLE.replacen("[mqtt]\n", "[mqtt]\npassword_file = \"/etc/gateway/mqtt.pass\"\n", 1);
+    std::fs::write(&path, text).unwrap();
+    let cfg = GatewayConfig::load(&path).unwrap();
+    assert_eq!(cfg.mqtt.password_file, Some(std::path::PathBuf::from("/etc/gateway/mqtt.pass")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn problems_name_their_path() {
     let bad = EXAMPLE.replace("unit = 3", "unit = 0").replace("line = \"tcp-1\"", "line = \"nope\"");
     let err = GatewayConfig::from_toml(&bad).unwrap_err().to_string();

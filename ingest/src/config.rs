@@ -1,11 +1,16 @@
 //! `ingest.toml`. Read with the `config` crate; scalar keys can be overridden from the
-//! environment as `INGEST_{SECTION}__{KEY}`, e.g. `INGEST_TSDB__TOKEN=...`.
+//! environment as `INGEST_{SECTION}__{KEY}`, e.g. `INGEST_TSDB__TOKEN=...`. Relative paths
+//! resolve against the config file's folder (`config_paths.rs`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use telemetry::spool::ByteSize;
+
+#[path = "config_paths.rs"]
+mod paths;
+use paths::overrides;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -305,19 +310,31 @@ pub enum ConfigError {
 
 impl IngestConfig {
     pub fn load(path: &Path) -> Result<IngestConfig, ConfigError> {
-        let file = path.display().to_string();
-        let cfg: IngestConfig = config::Config::builder()
-            .add_source(config::File::from(path).format(config::FileFormat::Toml))
-            .add_source(config::Environment::with_prefix("INGEST").prefix_separator("_").separator("__"))
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|source| ConfigError::Load { file: file.clone(), source })?;
+        let cfg = IngestConfig::read(path)?;
         let problems = cfg.problems();
         if problems.is_empty() {
             Ok(cfg)
         } else {
-            Err(ConfigError::Invalid { file, problems })
+            Err(ConfigError::Invalid { file: path.display().to_string(), problems })
         }
+    }
+
+    /// Reads `path` with the `INGEST_*` overrides and resolves its paths, without [`Self::problems`].
+    pub fn read(path: &Path) -> Result<IngestConfig, ConfigError> {
+        let file = path.display().to_string();
+        let mut cfg: IngestConfig = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("INGEST")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .source(Some(overrides(std::env::vars()))),
+            )
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|source| ConfigError::Load { file: file.clone(), source })?;
+        cfg.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(cfg)
     }
 
     pub fn problems(&self) -> Vec<String> {
