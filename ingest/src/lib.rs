@@ -1,7 +1,7 @@
 //! Ingest: from the broker to the TSDB and the alert sinks.
 //!
 //! Module map, in the order data flows:
-//! - [`config`]: `ingest.toml` with `INGEST_*` env overrides.
+//! - [`config`]: `ingest.toml` with `INGEST_*` env overrides; [`check`]: `ingest check`.
 //! - [`server`]: the async shell: MQTT with manual acks into a write-ahead log (a
 //!   `telemetry::spool`), and a writer that drains it to the sink.
 //! - [`pipeline`]: the pure core: topic and payload in; line protocol, alert transitions or a
@@ -20,6 +20,7 @@
 //! - [`broker`] and [`demo`]: `ingest demo`, the whole system in one process.
 
 pub mod broker;
+pub mod check;
 pub mod config;
 pub mod console;
 pub mod dedup;

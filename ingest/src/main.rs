@@ -63,6 +63,13 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         console: SocketAddr,
     },
+    /// Check a config file and the rule files, profiles and registry it names, as `run` would
+    /// load them (nothing is connected to or written); list every problem and exit 1 if any.
+    Check {
+        /// The ingest config (TOML).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// Read a password on standard input (one line) and print its argon2id hash for a
     /// `[[console.user]]` entry's `password_hash`.
     HashPassword,
@@ -125,6 +132,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 console,
             };
             ingest::demo::run(opts, gateway::shutdown_signal()).await?;
+        }
+        Command::Check { config } => {
+            gateway::cli::readable(&config)?;
+            match ingest::check::check(&config) {
+                Ok(s) => {
+                    let registry =
+                        s.registered.map(|n| format!(", {n} registered units")).unwrap_or_default();
+                    println!("{}: ok ({} rules{registry})", config.display(), s.rules);
+                }
+                Err(problems) => {
+                    for p in &problems {
+                        eprintln!("{p}");
+                    }
+                    anyhow::bail!("{}: {} problem(s)", config.display(), problems.len());
+                }
+            }
         }
         Command::HashPassword => {
             let mut line = String::new();

@@ -12,7 +12,7 @@ use system_tests::{binary, free_port, wait_for, Mosquitto, Proc};
 fn commands() -> Vec<(PathBuf, &'static str, Vec<&'static str>)> {
     vec![
         (binary("gateway"), "gateway", vec!["", "run", "plan", "import-csv", "sim"]),
-        (binary("ingest"), "ingest", vec!["", "run", "demo", "hash-password"]),
+        (binary("ingest"), "ingest", vec!["", "run", "demo", "hash-password", "check"]),
         (binary("rules"), "rules", vec!["", "check", "backtest", "test", "registry"]),
         (binary("gateway-bench"), "gateway-bench", vec![""]),
         (PathBuf::from(env!("CARGO_BIN_EXE_loadtest")), "loadtest", vec![""]),
