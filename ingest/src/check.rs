@@ -23,6 +23,10 @@ pub fn check(path: &Path) -> Result<Summary, Vec<String>> {
     };
     let mut problems = cfg.problems();
     problems.extend(cfg.notify.problems());
+    let console = &cfg.console;
+    if let Err(e) = crate::console::auth::Auth::new(&console.users, &console.tokens, console.session_ttl) {
+        problems.push(e);
+    }
     let rules = match crate::server::load_rules(&cfg) {
         Ok(set) => set.rules.len(),
         Err(e) => {
@@ -80,6 +84,19 @@ mod tests {
         assert!(all.contains("missing.toml"), "{all}");
         assert!(all.contains("registry.csv"), "{all}");
         assert!(problems.iter().all(|p| p.starts_with(&path.display().to_string())), "{all}");
+    }
+
+    #[test]
+    fn console_users_and_notify_receivers_are_checked_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ingest.toml");
+        let text = "[mqtt]\nurl = \"mqtt://127.0.0.1\"\n\
+                    [[console.user]]\nname = \"li\"\nrole = \"admin\"\npassword_hash = \"plain\"\n\
+                    [[notify.receiver]]\nname = \"x\"\ntype = \"pager\"\n";
+        std::fs::write(&path, text).unwrap();
+        let all = check(&path).unwrap_err().join("\n");
+        assert!(all.contains("console.user[0] (li).password_hash"), "{all}");
+        assert!(all.contains("notify.receiver[0]"), "{all}");
     }
 
     #[test]
