@@ -119,11 +119,29 @@ async fn silent_unit_times_out_then_a_fresh_connection_polls_on(sim: &Simulator,
     // As the bus task does: the context is dropped after a timeout, never reused.
     drop(ctx);
 
-    let mut ctx = connect(&line.link, Duration::from_secs(2)).await.unwrap();
+    let mut ctx = reconnect(&line.link).await;
     let device = &line.devices[0];
     let mut reading = Reading::new("gw-t", &device.config.id, &device.profile.kind, 1, 0, FROZEN_AT);
     poll_device(&mut ctx, &line.config, device, &mut reading).await.unwrap();
     check_device(sim.devices().next().unwrap(), &reading, false);
+}
+
+/// Opens `link` again after the last connection was dropped. Other tests in this process
+/// spawn children (socat, `gateway sim`); a child forked before it execs holds a copy of
+/// every open descriptor, so for that instant the serial port's flock is still held and the
+/// open fails with "Unable to acquire exclusive lock". The gateway itself never forks, so
+/// only the test waits the instant out.
+async fn reconnect(link: &Link) -> gateway::transport::Connection {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match connect(link, Duration::from_secs(2)).await {
+            Ok(ctx) => return ctx,
+            Err(e) if Instant::now() < deadline && e.to_string().contains("exclusive lock") => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 #[tokio::test]
