@@ -31,9 +31,7 @@ use crate::schedule::{connect_pause_left, GroupStatus, Schedule};
 pub use crate::transport::{connect, open, ConnectError, Connection, TransportError};
 use crate::values::{Layout, Values};
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+use telemetry::now_ms;
 
 struct DeviceState {
     device: Device,

@@ -12,6 +12,8 @@ pub use crate::line::{LineConfig, Link, Parity, SerialFrame, Transport};
 use crate::planner::{plan, plan_points, ReadRequest};
 use crate::profile::Profile;
 pub use crate::spool::{SpoolSettings, WhenFullSetting};
+pub use telemetry::mqtt::{parse_mqtt_url, MqttConfig};
+use telemetry::service::config_file;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,35 +47,6 @@ pub struct SiteConfig {
 
 fn default_status_every() -> Duration {
     Duration::from_secs(30)
-}
-
-fn default_partitions() -> u32 {
-    16
-}
-fn default_keep_alive() -> Duration {
-    Duration::from_secs(30)
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttConfig {
-    /// `mqtt://host:port` (port 1883 when omitted).
-    pub url: String,
-    /// Defaults to the gateway id; must be stable so the broker keeps the session.
-    #[serde(default)]
-    pub client_id: Option<String>,
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default)]
-    pub password: Option<String>,
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    #[serde(default = "default_partitions")]
-    pub partitions: u32,
-    #[serde(default)]
-    pub topic_prefix: String,
-    #[serde(default = "default_keep_alive", with = "humantime_serde")]
-    pub keep_alive: Duration,
 }
 
 fn default_unit() -> u8 {
@@ -167,13 +140,7 @@ pub fn point_groups(
         .collect())
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{file}: {source}")]
-    Load { file: String, source: config::ConfigError },
-    #[error("{file}:\n  {}", problems.join("\n  "))]
-    Invalid { file: String, problems: Vec<String> },
-}
+pub use telemetry::service::ConfigError;
 
 /// A device ready to poll: its config, profile and request plans.
 #[derive(Clone, Debug)]
@@ -206,17 +173,7 @@ impl GatewayConfig {
     /// Reads `path`, applies `GATEWAY_*` environment overrides, and validates.
     pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
         let file = path.display().to_string();
-        let mut cfg: GatewayConfig = config::Config::builder()
-            .add_source(config::File::from(path).format(config::FileFormat::Toml))
-            .add_source(
-                config::Environment::with_prefix("GATEWAY")
-                    .prefix_separator("_")
-                    .separator("__")
-                    .source(Some(overrides(std::env::vars()))),
-            )
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|source| ConfigError::Load { file: file.clone(), source })?;
+        let mut cfg: GatewayConfig = config_file::read(path, "GATEWAY")?;
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(dir) = &cfg.profiles_dir {
             if dir.is_relative() {
@@ -228,11 +185,7 @@ impl GatewayConfig {
                 cfg.spool.dir = Some(base.join(dir));
             }
         }
-        if let Some(file) = &cfg.mqtt.password_file {
-            if file.is_relative() {
-                cfg.mqtt.password_file = Some(base.join(file));
-            }
-        }
+        cfg.mqtt.resolve_paths(base);
         let problems = cfg.problems();
         if problems.is_empty() {
             Ok(cfg)
@@ -243,11 +196,7 @@ impl GatewayConfig {
 
     /// Parses a config from TOML text without the environment (tests, the demo).
     pub fn from_toml(text: &str) -> Result<GatewayConfig, ConfigError> {
-        let cfg: GatewayConfig = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml))
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|source| ConfigError::Load { file: "<inline>".into(), source })?;
+        let cfg: GatewayConfig = config_file::parse(text)?;
         let problems = cfg.problems();
         if problems.is_empty() {
             Ok(cfg)
@@ -262,11 +211,11 @@ impl GatewayConfig {
         if let Err(why) = telemetry::codec::check_id(&self.gateway.id) {
             problems.push(format!("gateway.id `{}` {why}", self.gateway.id));
         }
-        if let Err(why) = parse_mqtt_url(&self.mqtt.url) {
-            problems.push(format!("mqtt.url: {why}"));
-        }
-        if self.mqtt.partitions == 0 {
-            problems.push("mqtt.partitions must be at least 1".into());
+        problems.extend(self.mqtt.problems());
+        if self.mqtt.own_partitions.is_some() {
+            problems.push(
+                "mqtt.own_partitions is an ingest setting: a gateway publishes to every partition".into(),
+            );
         }
         if self.gateway.status_every.is_zero() {
             problems.push("gateway.status_every must be above zero".into());
@@ -280,9 +229,6 @@ impl GatewayConfig {
         }
         if self.spool.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
             problems.push("spool.dir must not be empty".into());
-        }
-        if self.mqtt.password.is_some() && self.mqtt.password_file.is_some() {
-            problems.push("mqtt: give password or password_file, not both".into());
         }
         let mut line_names = std::collections::BTreeSet::new();
         for (i, l) in self.lines.iter().enumerate() {
@@ -367,32 +313,6 @@ impl GatewayConfig {
         }
         Ok(lines)
     }
-}
-
-/// The `GATEWAY_{SECTION}__{KEY}` variables among `vars`: the others, such as `GATEWAY_LOG`
-/// (the binary's log filter), are not config keys.
-fn overrides(vars: impl Iterator<Item = (String, String)>) -> config::Map<String, String> {
-    vars.filter(|(k, _)| k.strip_prefix("GATEWAY_").is_some_and(|rest| rest.contains("__"))).collect()
-}
-
-/// `mqtt://host:port` or `tcp://host:port` to host and port.
-pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .or_else(|| url.strip_prefix("tcp://"))
-        .ok_or_else(|| format!("`{url}` must start with mqtt:// (TLS is not supported yet)"))?;
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            (h, p.parse::<u16>().map_err(|_| format!("`{url}`: port `{p}` is not a number"))?)
-        }
-        _ => (rest, 1883),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(format!("`{url}` has no host"));
-    }
-    Ok((host.to_string(), port))
 }
 
 #[cfg(test)]

@@ -169,24 +169,6 @@ fn line_problems_name_their_path() {
 }
 
 #[test]
-fn mqtt_urls() {
-    assert_eq!(parse_mqtt_url("mqtt://127.0.0.1:1884"), Ok(("127.0.0.1".into(), 1884)));
-    assert_eq!(parse_mqtt_url("mqtt://broker"), Ok(("broker".into(), 1883)));
-    assert_eq!(parse_mqtt_url("tcp://[::1]:1883"), Ok(("::1".into(), 1883)));
-    assert!(parse_mqtt_url("http://x").is_err());
-    assert!(parse_mqtt_url("mqtt://x:abc").is_err());
-}
-
-#[test]
-fn only_section_keys_are_overrides() {
-    let vars =
-        [("GATEWAY_LOG", "debug"), ("GATEWAY_MQTT__URL", "mqtt://x"), ("PATH", "/bin"), ("GATEWAY_", "")];
-    let map = overrides(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    assert_eq!(map.len(), 1);
-    assert_eq!(map["GATEWAY_MQTT__URL"], "mqtt://x");
-}
-
-#[test]
 fn environment_overrides_scalar_keys() {
     let dir = std::env::temp_dir().join(format!("gw-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

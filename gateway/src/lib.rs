@@ -7,15 +7,14 @@
 //!   overrides; `build()` loads the profiles and plans each device.
 //! - [`line`]: a `[[line]]`'s transport (`tcp`, `rtu`, `rtu-over-tcp`), its keys checked, the
 //!   RTU silent interval. Pure.
-//! - [`profile`]: equipment models' register maps, firmware limits and pauses
-//!   (`deploy/profiles/`); [`point`]: one point's table, address, type, byte order, length,
-//!   bits; [`profile_toml`] writes a profile back; [`csv_import`]: register sheets (CSV) to
-//!   profiles (`gateway import-csv`). Pure.
+//! - [`profile`] (from `telemetry`): equipment models' register maps, firmware limits and
+//!   pauses (`deploy/profiles/`); [`profile_toml`] writes a profile back; [`csv_import`]:
+//!   register sheets (CSV) to profiles (`gateway import-csv`). Pure.
 //! - [`planner`]: a profile's points (or one point group's) to the fewest read requests
 //!   (around refused points). Pure.
 //! - [`transport`]: opens a line (TCP, serial port, TCP to a DTU) as a tokio-modbus context,
 //!   or as a [`pipelined`] Modbus TCP connection ([`mbap`] frames, pure) with several reads in
-//!   flight.
+//!   flight; [`transport_error`]: why a line failed, either way.
 //! - [`bus`]: one task per line: connect, poll each device's point groups when due, keep its
 //!   health. [`schedule`]: each group's slots, staggered across devices, overruns. Pure.
 //! - [`poll`]: one poll of one device, narrowing refused requests on the spot.
@@ -28,13 +27,10 @@
 //! - [`publisher`]: the MQTT client: the event-loop task, status messages, birth, last will.
 //! - [`inflight`]: which spool record each publish carries, up to its PUBACK. Pure.
 //! - [`sender`]: the spool to MQTT in order, replays marked, acknowledged only after PUBACK.
-//! - [`cli`]: what the binaries share: version with the git commit, `--log-format`, one-line
-//!   error reports.
 //! - [`sim`]: `gateway sim`, simulated equipment of five kinds over Modbus TCP, RTU over TCP or
 //!   RTU on a serial device, with dead, slow and refusing units on demand.
 
 pub mod bus;
-pub mod cli;
 pub mod config;
 pub mod csv_import;
 pub mod health;
@@ -44,9 +40,7 @@ pub mod mbap;
 pub mod narrow;
 pub mod pipelined;
 pub mod planner;
-pub mod point;
 pub mod poll;
-pub mod profile;
 pub mod profile_toml;
 pub mod publisher;
 pub mod recent;
@@ -56,7 +50,11 @@ pub mod sender;
 pub mod sim;
 pub mod spool;
 pub mod transport;
+pub mod transport_error;
 pub mod values;
+
+/// Profiles are a contract the rules check against too: they live in `telemetry`.
+pub use telemetry::profile;
 
 use std::time::Duration;
 
@@ -86,7 +84,7 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// acknowledged (for a few seconds at most; the rest stays in the spool for the next start)
 /// and says goodbye.
 pub async fn run(cfg: GatewayConfig, shutdown: watch::Receiver<bool>) -> Result<(), RunError> {
-    let session = bus::now_ms() as u64;
+    let session = telemetry::now_ms() as u64;
     let lines = cfg.build()?;
     let dir = cfg.spool_dir();
     if cfg.spool.dir.is_none() {
@@ -155,34 +153,11 @@ pub async fn run(cfg: GatewayConfig, shutdown: watch::Receiver<bool>) -> Result<
     Ok(())
 }
 
-/// A flag that turns true on Ctrl-C or SIGTERM; the binaries stop cleanly on it. Call it from
-/// inside a tokio runtime.
-pub fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let terminated = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminated => {}
-        }
-        let _ = tx.send(true);
-    });
-    rx
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// `ingest demo` spawns the gateway on its runtime: the future must be `Send`.
+    /// The demo spawns the gateway on its runtime: the future must be `Send`.
     #[test]
     fn run_can_be_spawned() {
         fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}

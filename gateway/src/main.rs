@@ -12,14 +12,14 @@ use gateway::GatewayConfig;
 /// Edge gateway: polls Modbus devices (elevators, boilers, water meters, charging piles) and
 /// publishes their readings over MQTT at QoS 1.
 #[derive(Parser)]
-#[command(version = gateway::cli::VERSION, propagate_version = true, about, long_about = None)]
+#[command(version = telemetry::version!(), propagate_version = true, about, long_about = None)]
 struct Cli {
     /// Log filter, e.g. `info` or `gateway=debug` (overrides RUST_LOG).
     #[arg(long, global = true, env = "GATEWAY_LOG", default_value = "info")]
     log: String,
     /// Log lines as text (coloured only on a terminal) or as JSON, one object per line.
     #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value = "text")]
-    log_format: gateway::cli::LogFormat,
+    log_format: telemetry::service::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -149,19 +149,20 @@ struct SimArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    gateway::cli::init_logging(&cli.log, cli.log_format);
-    gateway::cli::exit_code(run(cli.command))
+    telemetry::service::init_logging(&cli.log, cli.log_format);
+    telemetry::service::exit_code(run(cli.command))
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { config } => {
-            gateway::cli::readable(&config)?;
+            telemetry::service::readable(&config)?;
             let cfg = GatewayConfig::load(&config)?;
-            gateway::runtime()?.block_on(async { gateway::run(cfg, gateway::shutdown_signal()).await })?;
+            gateway::runtime()?
+                .block_on(async { gateway::run(cfg, telemetry::service::shutdown_signal()).await })?;
         }
         Command::Plan { config } => {
-            gateway::cli::readable(&config)?;
+            telemetry::service::readable(&config)?;
             let cfg = GatewayConfig::load(&config)?;
             print!("{}", plan_text(&cfg.build()?));
         }
@@ -192,7 +193,7 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         illegal_addresses: args.illegal_address.iter().copied().collect(),
         slow_units: args.slow_units.iter().copied().collect(),
     };
-    let sim = Arc::new(Simulator::new(&plan, gateway::bus::now_ms())?.with_line_faults(faults));
+    let sim = Arc::new(Simulator::new(&plan, telemetry::now_ms())?.with_line_faults(faults));
     if let Some(path) = &args.serial {
         let port = SerialDevice::open(path, args.baud)?;
         if let Some(config) = &args.write_config {
@@ -205,7 +206,7 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
         }
         println!("simulator serving Modbus RTU on {path} at {} 8N1", args.baud);
         print_devices(&sim);
-        gateway::sim::serve_serial(port, sim, gateway::shutdown_signal()).await?;
+        gateway::sim::serve_serial(port, sim, telemetry::service::shutdown_signal()).await?;
         return Ok(());
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -223,11 +224,11 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
     if args.rtu_over_tcp {
         println!("simulator listening on {addr} (RTU over TCP)");
         print_devices(&sim);
-        gateway::sim::serve_rtu_over_tcp(listener, sim, gateway::shutdown_signal()).await?;
+        gateway::sim::serve_rtu_over_tcp(listener, sim, telemetry::service::shutdown_signal()).await?;
     } else {
         println!("simulator listening on {addr}");
         print_devices(&sim);
-        gateway::sim::serve(listener, sim, gateway::shutdown_signal()).await?;
+        gateway::sim::serve(listener, sim, telemetry::service::shutdown_signal()).await?;
     }
     Ok(())
 }
@@ -322,7 +323,7 @@ fn count(n: usize, what: &str) -> String {
 
 fn import_csv(args: ImportArgs) -> anyhow::Result<()> {
     let sheet = args.sheet.display().to_string();
-    gateway::cli::readable(&args.sheet)?;
+    telemetry::service::readable(&args.sheet)?;
     let text = std::fs::read_to_string(&args.sheet).with_context(|| format!("cannot read {sheet}"))?;
     let name = args.name.clone().unwrap_or_else(|| {
         args.sheet.file_stem().map_or_else(|| "profile".into(), |s| s.to_string_lossy().into_owned())

@@ -5,7 +5,7 @@
 //! device's requests together and matches the answers by transaction id
 //! ([`crate::pipelined`]). Pure: bytes in, answers out.
 
-use crate::point::Table;
+use crate::profile::Table;
 
 /// The MBAP header: transaction id, protocol id, length, unit id.
 pub const HEADER_LEN: usize = 7;

@@ -23,7 +23,7 @@ use tokio::time::timeout;
 
 use crate::mbap::{self, FrameError, Reply};
 use crate::planner::ReadRequest;
-use crate::transport::TransportError;
+use crate::transport_error::TransportError;
 
 /// How long after a part of a batch's answers the rest may take before the peer is taken to
 /// be waiting for our acknowledgement.

@@ -16,55 +16,22 @@
 //! reconnect the sender sends again from the first record the broker has not acknowledged, in
 //! order, and the birth and the latest device health are published again.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rumqttc::{
-    AsyncClient, ClientError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS, Request,
-};
-use serde::Serialize;
+use rumqttc::{AsyncClient, ClientError, Event, EventLoop, Incoming, LastWill, Outgoing, QoS, Request};
+pub use telemetry::status::{BirthDevice, DeviceStatus, GatewayStatus, SpoolReport};
 use telemetry::{Reading, Topic, Topics};
 use tokio::sync::watch;
 
-use crate::bus::now_ms;
-use crate::config::{parse_mqtt_url, Device, GatewayConfig, Line};
+use crate::config::{Device, GatewayConfig, Line};
 use crate::inflight::{Inflight, Tag};
-use crate::spool::{RecordMeta, SpoolCounters, SpoolHandle};
+use crate::spool::{RecordMeta, SpoolHandle};
 use crate::values::Values;
-
-/// Health of one device, retained on `status/{gateway}/{device}`.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
-pub struct DeviceStatus {
-    pub online: bool,
-    pub ts: i64,
-    pub unit: u8,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    pub rtt_ms: u64,
-    pub polls: u64,
-    pub failed_polls: u64,
-    /// Requests that got no answer in time.
-    pub timeouts: u64,
-    /// Other transport errors (connection refused or reset, CRC errors on RTU, …).
-    pub transport_errors: u64,
-    /// Modbus exceptions answered.
-    pub exceptions: u64,
-    /// Poll slots missed because the line was busy (every group's).
-    pub overruns: u64,
-    /// Left out of the schedule after failing polls in a row; probed now and then.
-    pub quarantined: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_probe_ms: Option<i64>,
-    /// Points the device refuses (found by narrowing), with the exception; not read any more.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub bad_points: BTreeMap<String, String>,
-    /// Per point group (only for devices with more than one): interval, points, requests,
-    /// polls and overruns.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<crate::schedule::GroupStatus>,
-}
+use telemetry::now_ms;
 
 /// The gateway's own counters (the spool counts the rest).
 #[derive(Debug, Default)]
@@ -75,15 +42,6 @@ pub struct Counters {
     pub replayed: AtomicU64,
     /// Records that could not be decoded (skipped).
     pub undecodable: AtomicU64,
-}
-
-/// Spool and send counters, as published in the gateway status.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct SpoolReport {
-    #[serde(flatten)]
-    pub spool: SpoolCounters,
-    pub sent: u64,
-    pub replayed: u64,
 }
 
 /// The state of the MQTT connection, as the sender sees it.
@@ -107,27 +65,6 @@ pub enum PublishError {
     Full,
     #[error("mqtt client: {0}")]
     Client(String),
-}
-
-#[derive(Clone, Serialize)]
-struct BirthDevice {
-    id: String,
-    kind: String,
-    profile: String,
-    line: String,
-    unit: u8,
-}
-
-#[derive(Serialize)]
-struct GatewayStatus<'a> {
-    online: bool,
-    sid: u64,
-    ts: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    town: Option<&'a str>,
-    devices: &'a [BirthDevice],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    spool: Option<SpoolReport>,
 }
 
 struct LinkState {
@@ -175,8 +112,6 @@ impl Publisher {
         session: u64,
         spool: SpoolHandle,
     ) -> Result<(Publisher, EventLoop), String> {
-        let (host, port) = parse_mqtt_url(&cfg.mqtt.url)?;
-        let client_id = cfg.mqtt.client_id.clone().unwrap_or_else(|| cfg.gateway.id.clone());
         let topics = Topics::new(&cfg.mqtt.topic_prefix);
         let status_topic = topics.build(&Topic::GatewayStatus { gateway: cfg.gateway.id.clone() });
         let devices: Vec<BirthDevice> = lines
@@ -190,28 +125,17 @@ impl Publisher {
                 unit: d.config.unit,
             })
             .collect();
-        let town = cfg.gateway.town.as_deref();
-        let will = GatewayStatus { online: false, sid: session, ts: 0, town, devices: &[], spool: None };
+        let town = cfg.gateway.town.as_deref().map(Cow::Borrowed);
+        let will = GatewayStatus { online: false, sid: session, town, ..Default::default() };
         let will = serde_json::to_vec(&will).map_err(|e| e.to_string())?;
 
-        let mut options = MqttOptions::new(client_id, host, port);
-        options
-            .set_keep_alive(cfg.mqtt.keep_alive)
-            .set_clean_session(false)
-            .set_max_packet_size(256 * 1024, 256 * 1024)
-            .set_inflight(100)
-            .set_last_will(LastWill::new(&status_topic, will, QoS::AtLeastOnce, true));
-        if let Some(user) = &cfg.mqtt.username {
-            let password = match (&cfg.mqtt.password, &cfg.mqtt.password_file) {
-                (Some(p), _) => p.clone(),
-                (None, Some(f)) => std::fs::read_to_string(f)
-                    .map_err(|e| format!("mqtt.password_file {}: {e}", f.display()))?
-                    .trim_end()
-                    .to_string(),
-                (None, None) => String::new(),
-            };
-            options.set_credentials(user, password);
-        }
+        let mut options = cfg.mqtt.options(&cfg.gateway.id)?;
+        options.set_max_packet_size(256 * 1024, 256 * 1024).set_inflight(100).set_last_will(LastWill::new(
+            &status_topic,
+            will,
+            QoS::AtLeastOnce,
+            true,
+        ));
         let (client, eventloop) = AsyncClient::new(options, 1_000);
         let shared = Shared {
             link: Mutex::new(LinkState { inflight: Inflight::new(), connected: false, generation: 0 }),
@@ -358,8 +282,8 @@ impl Publisher {
             online,
             sid: s.session,
             ts: now_ms(),
-            town: s.town.as_deref(),
-            devices: &s.devices,
+            town: s.town.as_deref().map(Cow::Borrowed),
+            devices: Cow::Borrowed(&s.devices),
             spool: Some(self.report()),
         };
         serde_json::to_vec(&status).unwrap_or_default()

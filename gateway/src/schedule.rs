@@ -15,7 +15,6 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::time::Instant;
 
 /// The devices of a line start their interval in steps this far apart (all at once when the
@@ -35,16 +34,7 @@ pub struct GroupSlot {
     pub overruns: u64,
 }
 
-/// A group's counters as published in the device status (`groups`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct GroupStatus {
-    /// `15m`, as written in the config.
-    pub interval: String,
-    pub points: usize,
-    pub requests: usize,
-    pub polls: u64,
-    pub overruns: u64,
-}
+pub use telemetry::status::GroupStatus;
 
 /// The first slot of the grid `next_due + k·interval` that is after `now`.
 pub fn next_slot_after(next_due: Instant, interval: Duration, now: Instant) -> Instant {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, TryLockError};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use telemetry::spool::{ByteSize, PendingSync, Spool, SpoolConfig, SpoolError, WhenFull};
 use tokio::sync::{watch, Notify};
 
@@ -119,23 +119,7 @@ pub enum OpenError {
     Lock { dir: String, why: std::io::Error },
 }
 
-/// What the spool counted, for the gateway status and logs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct SpoolCounters {
-    /// Readings appended since start.
-    pub spooled: u64,
-    /// Records acknowledged by the broker (and so in the spool).
-    pub acked: u64,
-    /// Unacknowledged records deleted because the spool was full.
-    pub dropped_full: u64,
-    /// Unacknowledged records deleted because they were older than `max_age`.
-    pub dropped_age: u64,
-    /// Records skipped because they were damaged on disk.
-    pub corrupt: u64,
-    /// Records waiting for the broker's acknowledgement.
-    pub pending: u64,
-    pub bytes: u64,
-}
+pub use telemetry::status::SpoolCounters;
 
 /// The spool and when its oldest unsynced and unwritten records were appended.
 struct Guarded {

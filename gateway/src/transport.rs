@@ -18,26 +18,8 @@ use tokio_modbus::Slave;
 use tokio_serial::{SerialPort, SerialPortBuilderExt, SerialStream};
 
 use crate::line::{LineConfig, Link, Parity, SerialFrame};
-use crate::mbap::FrameError;
 use crate::pipelined::PipelinedTcp;
-
-/// Why we could not talk on a line: reconnect (the device did not say no, see
-/// [`crate::bus::poll_device`] for Modbus exceptions).
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    #[error("timeout after {0:?}")]
-    Timeout(Duration),
-    #[error("resolve {address}: {why}")]
-    Resolve { address: String, why: String },
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("serial port: {0}")]
-    Serial(#[from] tokio_serial::Error),
-    #[error("{0}")]
-    Modbus(#[from] tokio_modbus::Error),
-    #[error("{0}")]
-    Frame(#[from] FrameError),
-}
+pub use crate::transport_error::TransportError;
 
 /// An open line.
 pub enum Connection {

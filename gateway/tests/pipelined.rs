@@ -16,7 +16,7 @@ use gateway::config::{Line, Link};
 use gateway::mbap::Reply;
 use gateway::pipelined::PipelinedTcp;
 use gateway::planner::ReadRequest;
-use gateway::point::Table;
+use gateway::profile::Table;
 use gateway::sim::model::{synthetic_profile, FaultSchedule, Model};
 use gateway::sim::{LineFaults, SimDevice, Simulator};
 use telemetry::Reading;

@@ -10,7 +10,9 @@ use telemetry::spool::ByteSize;
 
 #[path = "config_paths.rs"]
 mod paths;
-use paths::overrides;
+pub use telemetry::mqtt::MqttConfig;
+use telemetry::service::config_file;
+pub use telemetry::service::ConfigError;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,34 +167,8 @@ pub struct HttpConfig {
     pub listen: Option<std::net::SocketAddr>,
 }
 
-fn default_client_id() -> String {
-    "ingest-1".into()
-}
-fn default_partitions() -> u32 {
-    16
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttConfig {
-    /// `mqtt://host:port`.
-    pub url: String,
-    /// Must be stable: the broker keeps the persistent session under it.
-    #[serde(default = "default_client_id")]
-    pub client_id: String,
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default)]
-    pub password: Option<String>,
-    #[serde(default)]
-    pub topic_prefix: String,
-    /// Total partitions of `telemetry/{p}/…`, as the gateways use.
-    #[serde(default = "default_partitions")]
-    pub partitions: u32,
-    /// The partitions this instance owns; all of them when absent.
-    #[serde(default)]
-    pub own_partitions: Option<Vec<u32>>,
-}
+/// The MQTT client id when `[mqtt] client_id` is not given.
+pub const DEFAULT_CLIENT_ID: &str = "ingest-1";
 
 fn default_reload_check() -> Duration {
     Duration::from_secs(5)
@@ -300,14 +276,6 @@ impl Default for BatchConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{file}: {source}")]
-    Load { file: String, source: config::ConfigError },
-    #[error("{file}:\n  {}", problems.join("\n  "))]
-    Invalid { file: String, problems: Vec<String> },
-}
-
 impl IngestConfig {
     pub fn load(path: &Path) -> Result<IngestConfig, ConfigError> {
         let cfg = IngestConfig::read(path)?;
@@ -321,38 +289,14 @@ impl IngestConfig {
 
     /// Reads `path` with the `INGEST_*` overrides and resolves its paths, without [`Self::problems`].
     pub fn read(path: &Path) -> Result<IngestConfig, ConfigError> {
-        let file = path.display().to_string();
-        let mut cfg: IngestConfig = config::Config::builder()
-            .add_source(config::File::from(path).format(config::FileFormat::Toml))
-            .add_source(
-                config::Environment::with_prefix("INGEST")
-                    .prefix_separator("_")
-                    .separator("__")
-                    .source(Some(overrides(std::env::vars()))),
-            )
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .map_err(|source| ConfigError::Load { file: file.clone(), source })?;
+        let mut cfg: IngestConfig = config_file::read(path, "INGEST")?;
         cfg.resolve_paths(path.parent().unwrap_or(Path::new(".")));
         Ok(cfg)
     }
 
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Err(e) = gateway::config::parse_mqtt_url(&self.mqtt.url) {
-            problems.push(format!("mqtt.url: {}", crate::redact::redact(&e)));
-        }
-        if self.mqtt.partitions == 0 {
-            problems.push("mqtt.partitions must be at least 1".into());
-        }
-        for p in self.mqtt.own_partitions.iter().flatten() {
-            if *p >= self.mqtt.partitions {
-                problems.push(format!(
-                    "mqtt.own_partitions: {p} is not below mqtt.partitions = {}",
-                    self.mqtt.partitions
-                ));
-            }
-        }
+        problems.extend(self.mqtt.problems().iter().map(|p| crate::redact::redact(p).into_owned()));
         if let Some(t) = &self.tsdb {
             if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
                 let url = crate::redact::redact(&t.url);

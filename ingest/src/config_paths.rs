@@ -23,17 +23,12 @@ impl IngestConfig {
         resolve(base, &mut self.wal.dir);
         resolve(base, &mut self.files.dir);
         self.state.path.iter_mut().for_each(|p| resolve(base, p));
+        self.mqtt.resolve_paths(base);
         for r in &mut self.notify.receivers {
             r.secret_file.iter_mut().for_each(|p| resolve(base, p));
             r.password_file.iter_mut().for_each(|p| resolve(base, p));
         }
     }
-}
-
-/// The `INGEST_{SECTION}__{KEY}` variables among `vars`: the others, such as `INGEST_LOG` (the
-/// binary's log filter), are not config keys.
-pub(crate) fn overrides(vars: impl Iterator<Item = (String, String)>) -> config::Map<String, String> {
-    vars.filter(|(k, _)| k.strip_prefix("INGEST_").is_some_and(|rest| rest.contains("__"))).collect()
 }
 
 #[cfg(test)]
@@ -91,13 +86,5 @@ password_file = "/run/credentials/ingest.service/smtp"
         let cfg = IngestConfig::load(&path).unwrap();
         assert_eq!(cfg.wal.dir, dir.path().join("wal"));
         assert_eq!(cfg.state_path(), Some(dir.path().join("wal/state.sqlite")));
-    }
-
-    #[test]
-    fn only_section_key_variables_are_overrides() {
-        let vars =
-            [("INGEST_LOG", "info"), ("INGEST_TSDB__TOKEN", "t"), ("LOG_FORMAT", "json"), ("PATH", "/bin")];
-        let got = overrides(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        assert_eq!(got.into_iter().collect::<Vec<_>>(), vec![("INGEST_TSDB__TOKEN".into(), "t".into())]);
     }
 }

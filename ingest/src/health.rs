@@ -88,21 +88,6 @@ pub struct Facts {
     pub wal_bytes: u64,
 }
 
-impl Facts {
-    /// The facts as the metrics hold them now.
-    pub fn of(m: &crate::metrics::Metrics) -> Facts {
-        use std::sync::atomic::Ordering::Relaxed;
-        let since = m.writes_failing_since_ms.load(Relaxed);
-        Facts {
-            subscribed: m.subscribed.load(Relaxed),
-            writes_failing_since_ms: (since != 0).then_some(since),
-            last_write_error: m.last_write_error.lock().ok().and_then(|e| e.clone()),
-            wal_pending: m.wal_pending.load(Relaxed),
-            wal_bytes: m.wal_bytes.load(Relaxed),
-        }
-    }
-}
-
 /// Ready, or why not (one line per reason).
 pub fn readiness(facts: &Facts, limits: &Limits, now_ms: i64) -> Result<(), Vec<String>> {
     let mut reasons = Vec::new();

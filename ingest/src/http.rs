@@ -22,36 +22,35 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
 }
 
 pub(crate) async fn render(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render(crate::server::now_ms()))
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render(telemetry::now_ms()))
 }
 
 pub(crate) async fn ready(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     let limits = m.health.lock().map(|l| l.clone()).unwrap_or_default();
-    let facts = crate::health::Facts::of(&m);
-    match crate::health::readiness(&facts, &limits, crate::server::now_ms()) {
+    let facts = facts_of(&m);
+    match crate::health::readiness(&facts, &limits, telemetry::now_ms()) {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         Err(reasons) => (StatusCode::SERVICE_UNAVAILABLE, reasons.iter().map(|r| format!("{r}\n")).collect()),
     }
 }
 
-/// With the console: `/healthz` open, everything else behind a login or a token.
-pub fn console_router(console: Arc<crate::console::Console>) -> Router {
-    crate::console::api::router(console).route("/healthz", get(|| async { "ok\n" }))
+/// The readiness facts as the metrics hold them now.
+fn facts_of(m: &Metrics) -> crate::health::Facts {
+    use std::sync::atomic::Ordering::Relaxed;
+    let since = m.writes_failing_since_ms.load(Relaxed);
+    crate::health::Facts {
+        subscribed: m.subscribed.load(Relaxed),
+        writes_failing_since_ms: (since != 0).then_some(since),
+        last_write_error: m.last_write_error.lock().ok().and_then(|e| e.clone()),
+        wal_pending: m.wal_pending.load(Relaxed),
+        wal_bytes: m.wal_bytes.load(Relaxed),
+    }
 }
 
-/// Serves until `shutdown` turns true; the console when one is configured.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    console: Option<Arc<crate::console::Console>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Serves `app` ([`router`], or the console's) until `shutdown` turns true.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router, mut shutdown: watch::Receiver<bool>) {
     let stop = async move {
         let _ = shutdown.wait_for(|s| *s).await;
-    };
-    let app = match console {
-        Some(c) => console_router(c),
-        None => router(metrics),
     };
     let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(stop).await {

@@ -8,7 +8,9 @@
 //!   dead letter out. Hosts the [`rules`] engine and [`dedup`].
 //! - [`limits`]: the `[limits]` section: what one message may hold, and why it is refused.
 //! - [`registry`]: the equipment registry CSV, reloaded when it changes.
-//! - [`state`]: the rules engine's state in SQLite, so alerts survive a restart.
+//! - [`state`]: the rules engine's state in SQLite, so alerts survive a restart; [`store`]:
+//!   the console's tables in the same database (history, inspection records, overdue rate,
+//!   audit log).
 //! - [`line_protocol`]: readings and alerts as InfluxDB line protocol.
 //! - [`sink`]: the InfluxDB v2 write API (influxdb2 crate), or rotated line-protocol files.
 //! - [`notify`]: alert notifications (webhooks, WeCom, DingTalk, Feishu, e-mail), grouped and
@@ -17,14 +19,14 @@
 //! - [`redact`]: secrets (URL query tokens, passwords) out of logs, errors and the outbox.
 //! - [`console`]: the web console and its JSON API (login, alerts, acknowledgements, silences,
 //!   inspections, overdue rate, status, live events), beside `/metrics`.
-//! - [`broker`] and [`demo`]: `ingest demo`, the whole system in one process.
+//!
+//! The demo (the whole system in one process) is the `demo` crate: it links ingest, not the
+//! other way round.
 
-pub mod broker;
 pub mod check;
 pub mod config;
 pub mod console;
 pub mod dedup;
-pub mod demo;
 pub mod health;
 pub mod http;
 pub mod limits;
@@ -37,5 +39,6 @@ pub mod registry;
 pub mod server;
 pub mod sink;
 pub mod state;
+pub mod store;
 
 pub use config::IngestConfig;

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use rules::{Date, Diagnostic, Registry};
-
-use crate::console::InspectionRecord;
+use serde::{Deserialize, Serialize};
 
 pub struct RegistryFile {
     path: PathBuf,
@@ -60,6 +59,35 @@ pub fn with_records(registry: &Registry, records: &[InspectionRecord]) -> Regist
         }
     }
     Registry::from_units(units)
+}
+
+/// An inspection or verification carried out, as posted to the API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InspectionRecord {
+    pub device: String,
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// The next due date on the new certificate, when it gives one.
+    #[serde(default)]
+    pub next_due: Option<String>,
+    #[serde(default = "pass")]
+    pub result: String,
+    #[serde(default)]
+    pub inspector: String,
+    #[serde(default)]
+    pub report_no: String,
+    #[serde(default)]
+    pub comment: String,
+    /// Set by the server: the user who posted it, and when.
+    #[serde(default)]
+    pub who: String,
+    #[serde(default)]
+    pub at: i64,
+}
+
+fn pass() -> String {
+    "pass".into()
 }
 
 #[cfg(test)]

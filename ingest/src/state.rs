@@ -12,7 +12,7 @@ use rules::engine::EngineSnapshot;
 use rusqlite::{params, Connection, OptionalExtension};
 use telemetry::AlertMessage;
 
-use crate::console::store::{self, InspectionRecord};
+use crate::store::{self, InspectionRecord};
 
 pub struct StateStore {
     conn: Connection,
@@ -42,7 +42,7 @@ impl StateStore {
              CREATE TABLE IF NOT EXISTS published (key TEXT PRIMARY KEY, wal_id INTEGER NOT NULL);",
         )
         .map_err(|e| format!("{}: {e}", path.display()))?;
-        crate::console::store::migrate(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::store::migrate(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(StateStore { conn })
     }
 

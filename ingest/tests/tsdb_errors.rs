@@ -71,15 +71,7 @@ async fn fake_tsdb(fake: Arc<Mutex<Fake>>) -> String {
 
 fn config(broker: &Mosquitto, tsdb: String, dir: &std::path::Path) -> IngestConfig {
     IngestConfig {
-        mqtt: MqttConfig {
-            url: broker.url(),
-            client_id: "ingest-tsdb-errors".into(),
-            username: None,
-            password: None,
-            topic_prefix: String::new(),
-            partitions: 16,
-            own_partitions: None,
-        },
+        mqtt: MqttConfig { client_id: Some("ingest-tsdb-errors".into()), ..MqttConfig::new(&broker.url()) },
         rules: RulesConfig::default(),
         tsdb: Some(TsdbConfig {
             url: tsdb,

@@ -47,7 +47,7 @@ pub use engine::Engine;
 pub use registry::{OverdueReport, Registry, Unit};
 pub use rule_file::{Codes, Diagnostic, InspectionRule, Rule, RuleSet, RuleType, Severity};
 
-/// The default rule pack shipped in `deploy/rules/`, compiled in for `ingest demo`.
+/// The default rule pack shipped in `deploy/rules/`, compiled in for the demo and for ingest without `[rules] files`.
 pub const DEFAULT_PACK: &[(&str, &str)] = &[
     ("deploy/rules/elevator.toml", include_str!("../../deploy/rules/elevator.toml")),
     ("deploy/rules/boiler.toml", include_str!("../../deploy/rules/boiler.toml")),

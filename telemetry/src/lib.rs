@@ -7,14 +7,27 @@
 //! - [`topic`]: building and parsing every topic of the wire contract, and the partition of a
 //!   device (`crc32(device) % partitions`).
 //! - [`alert`]: the JSON published on `alerts/{device}/{rule}` and `events/alerts`.
+//! - [`status`]: the retained gateway and device status payloads on `status/…`.
+//! - [`profile`]: device profiles, the register maps gateway polls by and rules are checked
+//!   against; [`builtin_profiles`]: the shipped ones, compiled in.
+//! - [`mqtt`]: the `[mqtt]` config section every MQTT client of the project reads.
 //! - [`spool`]: the crash-safe disk queue both sides use (the gateway's spool, ingest's WAL).
+//! - [`service`] (feature `service`): what the binaries share: version, logs, one-line errors,
+//!   the stop signal, config files with environment overrides, rumqttc options.
 //!
-//! No network code lives here: both sides link it.
+//! Without the `service` feature no network code lives here: anything that speaks the
+//! contract can link it.
 
 pub mod alert;
+pub mod builtin_profiles;
 pub mod codec;
+pub mod mqtt;
+pub mod profile;
 pub mod reading;
+#[cfg(feature = "service")]
+pub mod service;
 pub mod spool;
+pub mod status;
 pub mod topic;
 
 pub use alert::{AlertMessage, AlertStatus};
@@ -24,3 +37,8 @@ pub use topic::{partition_of, Topic, TopicError, Topics};
 
 /// The payload version this crate speaks.
 pub const PAYLOAD_VERSION: u64 = 1;
+
+/// Wall-clock time in milliseconds since the Unix epoch (0 before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -229,7 +229,9 @@ pub fn binary(name: &str) -> PathBuf {
             if parent.ends_with("deps") { parent.parent().unwrap_or(parent) } else { parent }.to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "gateway", "-p", "ingest", "-p", "rules", "--bins"]);
+        cmd.args([
+            "build", "--quiet", "-p", "gateway", "-p", "ingest", "-p", "rules", "-p", "demo", "--bins",
+        ]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }

@@ -12,7 +12,8 @@ use system_tests::{binary, free_port, wait_for, Mosquitto, Proc};
 fn commands() -> Vec<(PathBuf, &'static str, Vec<&'static str>)> {
     vec![
         (binary("gateway"), "gateway", vec!["", "run", "plan", "import-csv", "sim"]),
-        (binary("ingest"), "ingest", vec!["", "run", "demo", "hash-password", "check"]),
+        (binary("ingest"), "ingest", vec!["", "run", "hash-password", "check"]),
+        (binary("demo"), "demo", vec![""]),
         (binary("rules"), "rules", vec!["", "check", "backtest", "test", "registry"]),
         (binary("gateway-bench"), "gateway-bench", vec![""]),
         (PathBuf::from(env!("CARGO_BIN_EXE_loadtest")), "loadtest", vec![""]),
@@ -66,7 +67,7 @@ fn every_binary_and_subcommand_answers_help_version_and_a_wrong_argument() {
             assert!(is_version_line(&stdout, &full), "{shown} --version printed {stdout:?}");
         }
     }
-    // No side effects: nothing was written where they ran (`ingest demo` writes demo-data/,
+    // No side effects: nothing was written where they ran (the demo writes demo-data/,
     // `loadtest` used to take `--help` for a rule folder and start a broker).
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "files left behind: {left:?}");

@@ -1,4 +1,4 @@
-//! The README's first command: `ingest demo` runs the whole system on embedded defaults, shows
+//! The README's first command: `cargo run -p demo` runs the whole system on embedded defaults, shows
 //! readings of four kinds and an alert that fires and resolves within a minute, and stops cleanly.
 
 use std::io::{BufRead, BufReader};
@@ -12,8 +12,8 @@ use system_tests::{binary, free_port, wait_for};
 fn the_demo_shows_four_kinds_flowing_and_an_alert_firing_and_resolving() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("demo-data");
-    let mut child = Command::new(binary("ingest"))
-        .args(["demo", "--for", "35s", "--broker"])
+    let mut child = Command::new(binary("demo"))
+        .args(["--for", "35s", "--broker"])
         .arg(format!("127.0.0.1:{}", free_port()))
         .arg("--console")
         .arg(format!("127.0.0.1:{}", free_port()))
@@ -22,7 +22,7 @@ fn the_demo_shows_four_kinds_flowing_and_an_alert_firing_and_resolving() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run ingest demo");
+        .expect("run the demo");
     let mut err = child.stderr.take().expect("stderr");
     let errors = std::thread::spawn(move || {
         let mut text = String::new();

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 /// Load tool for the gateway: simulated devices over Modbus TCP, a Mosquitto on a free port, and
 /// the gateway polling them all; prints its CPU time, peak memory and requests per cycle as JSON.
 #[derive(Parser)]
-#[command(name = "gateway-bench", version = gateway::cli::VERSION)]
+#[command(name = "gateway-bench", version = telemetry::version!())]
 struct Args {
     /// Simulated devices.
     #[arg(long, default_value_t = 1000)]
@@ -54,7 +54,7 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    gateway::cli::exit_code(match &args.run_gateway {
+    telemetry::service::exit_code(match &args.run_gateway {
         // The gateway on the runtime `gateway run` uses.
         Some(config) => {
             gateway::runtime().map_err(Into::into).and_then(|rt| rt.block_on(run_gateway(config)))
@@ -69,7 +69,7 @@ fn main() -> std::process::ExitCode {
 
 /// The child: exactly what `gateway run` does.
 async fn run_gateway(config: &Path) -> anyhow::Result<()> {
-    gateway::cli::init_logging("warn", gateway::cli::LogFormat::Text);
+    telemetry::service::init_logging("warn", telemetry::service::LogFormat::Text);
     let cfg = gateway::GatewayConfig::load(config)?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -19,7 +19,7 @@ pub fn free_port() -> u16 {
 }
 
 pub fn now_ms() -> i64 {
-    gateway::bus::now_ms()
+    telemetry::now_ms()
 }
 
 /// Waits until `ready` holds, checking every 20 ms, or panics with `what` after `limit`.

@@ -20,9 +20,9 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::auth::{Caller, Role, Via};
-use super::store::{AuditEntry, HistoryQuery, InspectionRecord};
 use super::{views, Command, Console, Event};
 use crate::pipeline::Pipeline;
+use crate::store::{AuditEntry, HistoryQuery, InspectionRecord};
 
 /// An error answer: `{"error": "..."}` with its status.
 #[derive(Debug)]
@@ -70,6 +70,11 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; s
                    connect-src 'self'; frame-ancestors 'none'; form-action 'self'";
 
 /// The console's routes; `/healthz` and the rest of ingest's routes are merged beside them.
+/// The console's routes with `/healthz` open: everything else needs a login or a token.
+pub fn router_with_health(console: Arc<Console>) -> Router {
+    router(console).route("/healthz", get(|| async { "ok\n" }))
+}
+
 pub fn router(console: Arc<Console>) -> Router {
     let api = Router::new()
         .route("/api/v1/me", get(me))
@@ -232,7 +237,7 @@ async fn change(c: &Console, f: super::Change) -> ApiResult<Vec<telemetry::Alert
 /// Runs `f` on the console's connection to the state database, off the async threads.
 async fn with_store<T: Send + 'static>(
     c: &Arc<Console>,
-    f: impl FnOnce(&super::store::ConsoleStore) -> Result<T, String> + Send + 'static,
+    f: impl FnOnce(&crate::store::ConsoleStore) -> Result<T, String> + Send + 'static,
 ) -> ApiResult<T> {
     let c = c.clone();
     tokio::task::spawn_blocking(move || {
@@ -246,7 +251,7 @@ async fn with_store<T: Send + 'static>(
 
 fn audit_entry(c: &Console, caller: &Caller, action: &str, target: &str, detail: &str) {
     let entry = AuditEntry {
-        ts: crate::server::now_ms(),
+        ts: telemetry::now_ms(),
         who: caller.name.clone(),
         action: action.to_string(),
         target: target.to_string(),
@@ -269,7 +274,7 @@ fn audit_entry(c: &Console, caller: &Caller, action: &str, target: &str, detail:
 }
 
 async fn alerts(State(c): State<Arc<Console>>) -> ApiResult<Response> {
-    let now = crate::server::now_ms();
+    let now = telemetry::now_ms();
     Ok(Json(ask(&c, move |p| views::active_alerts(p, now)).await?).into_response())
 }
 
@@ -333,7 +338,7 @@ async fn add_silence(
     Json(body): Json<SilenceBody>,
 ) -> ApiResult<Response> {
     caller.require(Role::Operator)?;
-    let now = crate::server::now_ms();
+    let now = telemetry::now_ms();
     let starts_ms = body.starts_ms.unwrap_or(now);
     let ends_ms = match (body.ends_ms, &body.duration) {
         (Some(end), None) => end,
@@ -395,7 +400,7 @@ struct InspectionsQuery {
 }
 
 fn today() -> rules::Date {
-    rules::Date::from_ms(crate::server::now_ms(), rules::date::CHINA_UTC_OFFSET_MS)
+    rules::Date::from_ms(telemetry::now_ms(), rules::date::CHINA_UTC_OFFSET_MS)
 }
 
 async fn inspections(
@@ -425,7 +430,7 @@ async fn record_inspection(
         return Err(ApiError::bad_request(format!("date: {} is in the future", record.date)));
     }
     record.who = caller.name.clone();
-    record.at = crate::server::now_ms();
+    record.at = telemetry::now_ms();
     let (tx, rx) = oneshot::channel();
     send_and_wait(&c, Command::RecordInspection(record.clone(), tx), rx).await??;
     let detail = serde_json::to_string(&record).unwrap_or_default();
@@ -459,7 +464,7 @@ async fn rate_history(State(c): State<Arc<Console>>, Query(q): Query<RateQuery>)
 }
 
 async fn status(State(c): State<Arc<Console>>) -> ApiResult<Response> {
-    let now = crate::server::now_ms();
+    let now = telemetry::now_ms();
     let offline_ms = c.cfg.offline_after.as_millis() as i64;
     let metrics = c.metrics.clone();
     Ok(Json(ask(&c, move |p| views::status(p, &metrics, now, offline_ms)).await?).into_response())

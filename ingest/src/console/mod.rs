@@ -4,14 +4,13 @@
 //!   API tokens.
 //! - [`api`]: the handlers. Reads of the engine's state and changes to the alert lifecycle go
 //!   to the writer task as [`Command`]s, so the engine stays single-owner; history, the audit
-//!   log and the overdue rate over time are read from [`store`].
+//!   log and the overdue rate over time are read from [`crate::store`].
 //! - [`views`]: what the writer answers: active alerts with their registry row, due and
 //!   overdue units, online status.
 //! - `assets/`: the single-page console (plain HTML, CSS and JavaScript, no build step).
 
 pub mod api;
 pub mod auth;
-pub mod store;
 pub mod views;
 
 use std::sync::{Arc, Mutex};
@@ -20,8 +19,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use crate::registry::InspectionRecord;
 pub use auth::{Role, TokenConfig, UserConfig};
-pub use store::InspectionRecord;
 
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
@@ -89,7 +88,7 @@ pub struct Console {
     pub commands: mpsc::Sender<Command>,
     pub events: broadcast::Sender<Event>,
     /// The state database's console tables; `None` when alert state is off.
-    pub store: Option<Mutex<store::ConsoleStore>>,
+    pub store: Option<Mutex<crate::store::ConsoleStore>>,
     pub metrics: Arc<Metrics>,
     /// Password checks running at once.
     pub password_checks: tokio::sync::Semaphore,
@@ -114,7 +113,7 @@ impl Console {
             return Ok(None);
         }
         let store = match state_path {
-            Some(p) => Some(Mutex::new(store::ConsoleStore::open(p)?)),
+            Some(p) => Some(Mutex::new(crate::store::ConsoleStore::open(p)?)),
             None => None,
         };
         let (tx, rx) = mpsc::channel(256);

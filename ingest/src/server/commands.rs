@@ -55,7 +55,7 @@ impl Writer {
             Command::Change(_, reply) if reply.is_closed() => {}
             Command::RecordInspection(_, reply) if reply.is_closed() => {}
             Command::Change(change, reply) => {
-                let result = change(pipeline, super::now_ms());
+                let result = change(pipeline, telemetry::now_ms());
                 if let Ok(alerts) = &result {
                     self.send_out(pipeline, alerts.clone(), shutdown).await;
                     self.save_state(pipeline);
@@ -114,7 +114,7 @@ impl Writer {
         let updated = crate::registry::with_records(&registry, std::slice::from_ref(&record));
         self.records.push(record);
         pipeline.set_registry(Arc::new(updated), self.cfg.registry.reject_unknown_devices);
-        let (alerts, _) = pipeline.tick(super::now_ms());
+        let (alerts, _) = pipeline.tick(telemetry::now_ms());
         self.send_out(pipeline, alerts, shutdown).await;
         self.write_overdue_rate(pipeline, shutdown).await;
         self.save_state(pipeline);

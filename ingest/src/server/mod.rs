@@ -16,9 +16,8 @@ mod persist;
 mod writer;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
 
-use rumqttc::{AsyncClient, MqttOptions};
+use rumqttc::AsyncClient;
 use telemetry::spool::{Spool, SpoolConfig, WhenFull};
 use telemetry::{AlertMessage, Topics};
 use tokio::sync::{mpsc, watch, Notify};
@@ -59,10 +58,6 @@ pub struct Hooks {
     pub metrics: Arc<Metrics>,
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 /// The configured rule files, folders expanded to their `*.toml` files in a stable order.
 pub fn rule_files(cfg: &IngestConfig) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
@@ -89,7 +84,7 @@ pub fn load_rules(cfg: &IngestConfig) -> Result<rules::RuleSet, RunError> {
         Some(dir) => rules::profiles::Profiles::load_dir(dir),
         None => {
             let mut profiles = rules::profiles::Profiles::default();
-            for (name, text) in gateway::profile::BUILT_IN {
+            for (name, text) in telemetry::builtin_profiles::BUILT_IN {
                 // The built-in profiles parse (gateway's tests).
                 let _ = profiles.add(name, text);
             }
@@ -115,7 +110,7 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
     tracing::info!("loaded {} rules", engine.rules().len());
     hooks.metrics.rules_loaded.store(engine.rules().len() as u64, std::sync::atomic::Ordering::Relaxed);
     hooks.metrics.rules_reload_ok.store(true, std::sync::atomic::Ordering::Relaxed);
-    hooks.metrics.rules_last_reload_ms.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+    hooks.metrics.rules_last_reload_ms.store(telemetry::now_ms(), std::sync::atomic::Ordering::Relaxed);
     if let Ok(mut limits) = hooks.metrics.health.lock() {
         *limits = cfg.health.limits(cfg.wal.max_bytes.0);
     }
@@ -188,22 +183,20 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
                     "metrics and health on http://{local}, open to anyone; the console is off (no [[console.user]] or [[console.token]])"
                 ),
             }
-            Some(tokio::spawn(crate::http::serve(listener, hooks.metrics.clone(), console, shutdown.clone())))
+            let app = match console {
+                Some(c) => crate::console::api::router_with_health(c),
+                None => crate::http::router(hooks.metrics.clone()),
+            };
+            Some(tokio::spawn(crate::http::serve(listener, app, shutdown.clone())))
         }
         None => None,
     };
 
-    let (host, port) = gateway::config::parse_mqtt_url(&cfg.mqtt.url)
+    let mut options = cfg
+        .mqtt
+        .options(crate::config::DEFAULT_CLIENT_ID)
         .map_err(|e| RunError::Mqtt(crate::redact::redact(&e).into_owned()))?;
-    let mut options = MqttOptions::new(&cfg.mqtt.client_id, host, port);
-    options
-        .set_keep_alive(Duration::from_secs(30))
-        .set_clean_session(false)
-        .set_manual_acks(true)
-        .set_max_packet_size(mqtt::MQTT_MAX_PACKET, 1024 * 1024);
-    if let Some(user) = &cfg.mqtt.username {
-        options.set_credentials(user, cfg.mqtt.password.clone().unwrap_or_default());
-    }
+    options.set_manual_acks(true).set_max_packet_size(mqtt::MQTT_MAX_PACKET, 1024 * 1024);
     let (client, eventloop) = AsyncClient::new(options, 10_000);
     let (tx, rx) = mpsc::channel(10_000);
     let (driver_stop, driver_rx) = watch::channel(false);
@@ -278,7 +271,8 @@ mod load_rules_tests {
         let mut cfg: IngestConfig = toml::from_str("[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n").unwrap();
         assert_eq!(over_pressure_summary(&cfg), "b1 超压 over pressure: 1.38 MPa");
         let dir = tempfile::tempdir().unwrap();
-        let profile = gateway::profile::BUILT_IN.iter().find(|(n, _)| *n == "boiler-ctl-v1").unwrap().1;
+        let profile =
+            telemetry::builtin_profiles::BUILT_IN.iter().find(|(n, _)| *n == "boiler-ctl-v1").unwrap().1;
         let profile = profile.replace("unit = \"MPa\"", "unit = \"MPa\"\ndecimals = 4");
         std::fs::write(dir.path().join("boiler.toml"), profile).unwrap();
         cfg.rules.profiles = Some(dir.path().to_path_buf());

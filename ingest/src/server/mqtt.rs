@@ -170,7 +170,7 @@ pub async fn receive(
                 Err(_) => break,
             }
         }
-        let now = super::now_ms();
+        let now = telemetry::now_ms();
         let mut backoff = Duration::from_millis(50);
         loop {
             let result = tokio::task::block_in_place(|| {

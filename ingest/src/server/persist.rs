@@ -56,7 +56,7 @@ impl Writer {
         if let Some(state) = self.state.as_mut() {
             let snapshot = pipeline.engine().snapshot();
             if let Err(e) =
-                tokio::task::block_in_place(|| state.save(&snapshot, self.processed, super::now_ms()))
+                tokio::task::block_in_place(|| state.save(&snapshot, self.processed, telemetry::now_ms()))
             {
                 // Keep the WAL: after a restart it replays from the last saved state.
                 tracing::error!("alert state: {e}");
@@ -95,7 +95,7 @@ impl Writer {
                 m.rules_loaded.store(n as u64, Ordering::Relaxed);
                 m.rules_reloads.fetch_add(1, Ordering::Relaxed);
                 m.rules_reload_ok.store(true, Ordering::Relaxed);
-                m.rules_last_reload_ms.store(super::now_ms(), Ordering::Relaxed);
+                m.rules_last_reload_ms.store(telemetry::now_ms(), Ordering::Relaxed);
                 if let Ok(mut e) = m.rules_last_error.lock() {
                     *e = None;
                 }

@@ -46,8 +46,12 @@ pub fn reload(
 
 /// A write failed: readiness counts from the first failure since the last success.
 fn write_failed(m: &Metrics, error: &str) {
-    let _ =
-        m.writes_failing_since_ms.compare_exchange(0, super::now_ms(), Ordering::Relaxed, Ordering::Relaxed);
+    let _ = m.writes_failing_since_ms.compare_exchange(
+        0,
+        telemetry::now_ms(),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
     if let Ok(mut last) = m.last_write_error.lock() {
         *last = Some(error.to_string());
     }
@@ -236,7 +240,7 @@ impl Writer {
         shutdown: &mut watch::Receiver<bool>,
     ) {
         let Some(registry) = pipeline.registry() else { return };
-        let now = super::now_ms();
+        let now = telemetry::now_ms();
         let report = registry.overdue_rate(rules::Date::from_ms(now, CHINA_STANDARD_TIME_MS));
         tracing::info!(
             "overdue inspections: {} of {} units ({:.2} %)",
@@ -257,7 +261,7 @@ impl Writer {
     /// Runs the no-data rules on the wall clock; their alerts are written and published like
     /// any other.
     async fn tick(&mut self, pipeline: &mut Pipeline, shutdown: &mut watch::Receiver<bool>) {
-        let (alerts, lines) = pipeline.tick(super::now_ms());
+        let (alerts, lines) = pipeline.tick(telemetry::now_ms());
         if alerts.is_empty() {
             // Idle devices may have been forgotten.
             self.update_metrics(pipeline, 0);

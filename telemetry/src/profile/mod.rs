@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use crate::point::{BitRange, ByteOrder, DataType, Point, Table, BYTE_ORDERS, DATA_TYPES};
+mod point;
+
+pub use crate::builtin_profiles::BUILT_IN;
+pub use point::{BitRange, ByteOrder, DataType, Point, Table, BYTE_ORDERS, DATA_TYPES};
 
 fn default_max_registers() -> u16 {
     125
@@ -57,17 +60,6 @@ pub enum ProfileError {
     #[error("profile `{0}` is neither in the profiles folder nor built in")]
     Unknown(String),
 }
-
-/// The profiles shipped in `deploy/profiles/`, compiled in so the demo and the simulator run
-/// anywhere.
-pub const BUILT_IN: &[(&str, &str)] = &[
-    ("elevator-box-v1", include_str!("../../deploy/profiles/elevator-box-v1.toml")),
-    ("boiler-ctl-v1", include_str!("../../deploy/profiles/boiler-ctl-v1.toml")),
-    ("water-meter-v1", include_str!("../../deploy/profiles/water-meter-v1.toml")),
-    ("charging-pile-dc-v1", include_str!("../../deploy/profiles/charging-pile-dc-v1.toml")),
-    ("charging-pile-ac-v1", include_str!("../../deploy/profiles/charging-pile-ac-v1.toml")),
-    ("boiler-ctl-v2", include_str!("../../deploy/profiles/boiler-ctl-v2.toml")),
-];
 
 /// The longest pause a profile may ask for (a longer one would hold the line for too long).
 pub const MAX_PAUSE: Duration = Duration::from_secs(10);
@@ -127,7 +119,7 @@ impl Profile {
     /// Everything wrong with the profile, each naming the point.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if !telemetry::codec::is_kind(&self.kind) {
+        if !crate::codec::is_kind(&self.kind) {
             problems.push(format!("kind `{}` must be lower-case letters, digits and `_`", self.kind));
         }
         if self.max_registers == 0 || self.max_registers > 125 {
@@ -151,7 +143,7 @@ impl Profile {
         let mut names = std::collections::BTreeSet::new();
         for (i, p) in self.points.iter().enumerate() {
             let at = format!("point[{i}] `{}`", p.name);
-            if !telemetry::codec::is_point_name(&p.name) {
+            if !crate::codec::is_point_name(&p.name) {
                 problems
                     .push(format!("{at}: name must be letters, digits and `_`, not starting with a digit"));
             }
@@ -171,7 +163,7 @@ impl Profile {
                 problems.push(format!("{at}: needs {} registers but {key} is {limit}", p.width()));
             }
             for name in p.bits.values() {
-                if !telemetry::codec::is_point_name(name) || !names.insert(name.as_str()) {
+                if !crate::codec::is_point_name(name) || !names.insert(name.as_str()) {
                     problems.push(format!("{at}: bit name `{name}` is not a fresh point name"));
                 }
             }

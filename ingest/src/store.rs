@@ -38,34 +38,7 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-/// An inspection or verification carried out, as posted to the API.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InspectionRecord {
-    pub device: String,
-    /// `YYYY-MM-DD`.
-    pub date: String,
-    /// The next due date on the new certificate, when it gives one.
-    #[serde(default)]
-    pub next_due: Option<String>,
-    #[serde(default = "pass")]
-    pub result: String,
-    #[serde(default)]
-    pub inspector: String,
-    #[serde(default)]
-    pub report_no: String,
-    #[serde(default)]
-    pub comment: String,
-    /// Set by the server: the user who posted it, and when.
-    #[serde(default)]
-    pub who: String,
-    #[serde(default)]
-    pub at: i64,
-}
-
-fn pass() -> String {
-    "pass".into()
-}
+pub use crate::registry::InspectionRecord;
 
 /// Appends published transitions to the history, in the writer's transaction.
 pub fn append_history(

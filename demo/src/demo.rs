@@ -1,4 +1,4 @@
-//! `ingest demo`: the whole chain in one process on embedded defaults: an embedded broker,
+//! The demo: the whole chain in one process on embedded defaults: an embedded broker,
 //! simulated devices of all four kinds, a gateway polling them, ingest with the default rule
 //! pack, readings to rotated line-protocol files, and the web console with a registry of a
 //! small synthetic town beside the simulated units.
@@ -12,11 +12,12 @@ use gateway::sim::{SimPlan, Simulator};
 use telemetry::AlertMessage;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{
+use ingest::config::{
     BatchConfig, FilesConfig, HttpConfig, IngestConfig, MqttConfig, RegistryConfig, RulesConfig, StateConfig,
     WalConfig,
 };
-use crate::server::Hooks;
+use ingest::console::{self, auth};
+use ingest::server::Hooks;
 
 pub struct DemoOptions {
     pub data_dir: PathBuf,
@@ -78,7 +79,7 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
         fault_delay: Duration::from_secs(5),
         fault_stagger: Duration::from_secs(4),
     };
-    let sim = Arc::new(Simulator::new(&plan, gateway::bus::now_ms())?);
+    let sim = Arc::new(Simulator::new(&plan, telemetry::now_ms())?);
     let modbus = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let modbus_addr = modbus.local_addr()?;
     // The gateway's spool lives in the demo's folder, so runs in other folders never mix.
@@ -89,28 +90,20 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
     let gateway_cfg = gateway::GatewayConfig::from_toml(&gateway_toml)?;
 
     let registry_path = opts.data_dir.join("registry.csv");
-    std::fs::write(&registry_path, demo_registry(&sim, gateway::bus::now_ms()).to_csv())?;
+    std::fs::write(&registry_path, demo_registry(&sim, telemetry::now_ms()).to_csv())?;
     let console_addr = crate::broker::pick_port(opts.console)?;
-    let password = crate::console::auth::random_token()[..12].to_string();
-    let console = crate::console::ConsoleConfig {
-        users: vec![crate::console::UserConfig {
+    let password = auth::random_token()[..12].to_string();
+    let console = console::ConsoleConfig {
+        users: vec![console::UserConfig {
             name: "admin".into(),
-            role: crate::console::Role::Admin,
-            password_hash: crate::console::auth::hash_password(&password).map_err(anyhow::Error::msg)?,
+            role: console::Role::Admin,
+            password_hash: auth::hash_password(&password).map_err(anyhow::Error::msg)?,
         }],
         ..Default::default()
     };
 
     let ingest_cfg = IngestConfig {
-        mqtt: MqttConfig {
-            url: mqtt_url.clone(),
-            client_id: "ingest-demo".into(),
-            username: None,
-            password: None,
-            topic_prefix: String::new(),
-            partitions: 16,
-            own_partitions: None,
-        },
+        mqtt: MqttConfig { client_id: Some("ingest-demo".into()), ..MqttConfig::new(&mqtt_url) },
         rules: RulesConfig::default(),
         tsdb: None,
         files: FilesConfig { dir: opts.data_dir.clone(), ..FilesConfig::default() },
@@ -161,7 +154,7 @@ pub async fn run(opts: DemoOptions, mut shutdown: watch::Receiver<bool>) -> anyh
     let (alert_tx, mut alert_rx) = mpsc::unbounded_channel();
     let hooks = Hooks { alerts: Some(alert_tx), ..Hooks::default() };
     let stats = hooks.stats.clone();
-    let ingest_task = tokio::spawn(crate::server::run(ingest_cfg, hooks, stop_rx.clone()));
+    let ingest_task = tokio::spawn(ingest::server::run(ingest_cfg, hooks, stop_rx.clone()));
     let gateway_task = tokio::spawn(gateway::run(gateway_cfg, stop_rx.clone()));
 
     let until = async {

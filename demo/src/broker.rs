@@ -1,4 +1,4 @@
-//! The embedded MQTT broker (rumqttd) of `ingest demo`. It keeps everything in memory: fine
+//! The embedded MQTT broker (rumqttd) of the demo. It keeps everything in memory: fine
 //! for a demo on one machine, not for production (use Mosquitto or EMQX there).
 
 use std::collections::HashMap;

@@ -1,0 +1,1 @@
+include!("../build/git_commit.rs");
