@@ -58,16 +58,9 @@ pub enum ProfileError {
     Unknown(String),
 }
 
-/// The profiles shipped in `deploy/profiles/`, compiled in so the demo and the simulator run
-/// anywhere.
-pub const BUILT_IN: &[(&str, &str)] = &[
-    ("elevator-box-v1", include_str!("../../deploy/profiles/elevator-box-v1.toml")),
-    ("boiler-ctl-v1", include_str!("../../deploy/profiles/boiler-ctl-v1.toml")),
-    ("water-meter-v1", include_str!("../../deploy/profiles/water-meter-v1.toml")),
-    ("charging-pile-dc-v1", include_str!("../../deploy/profiles/charging-pile-dc-v1.toml")),
-    ("charging-pile-ac-v1", include_str!("../../deploy/profiles/charging-pile-ac-v1.toml")),
-    ("boiler-ctl-v2", include_str!("../../deploy/profiles/boiler-ctl-v2.toml")),
-];
+/// The profiles shipped in `deploy/profiles/`, compiled in (they live in telemetry, which
+/// ingest and `rules check` share).
+pub use telemetry::builtin_profiles::BUILT_IN;
 
 /// The longest pause a profile may ask for (a longer one would hold the line for too long).
 pub const MAX_PAUSE: Duration = Duration::from_secs(10);

@@ -8,10 +8,13 @@
 //!   device (`crc32(device) % partitions`).
 //! - [`alert`]: the JSON published on `alerts/{device}/{rule}` and `events/alerts`.
 //! - [`spool`]: the crash-safe disk queue both sides use (the gateway's spool, ingest's WAL).
+//! - [`builtin_profiles`]: the device profiles of `deploy/profiles/`, compiled in for the
+//!   gateway's demo, ingest's decimals and `rules check`.
 //!
 //! No network code lives here: both sides link it.
 
 pub mod alert;
+pub mod builtin_profiles;
 pub mod codec;
 pub mod reading;
 pub mod spool;
