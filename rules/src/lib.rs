@@ -21,7 +21,8 @@
 //!   reminders, flapping), state snapshots, `replace_rules` for hot reload, and forgetting idle
 //!   devices that no alert needs.
 //! - [`backtest`]: recorded readings (line protocol, JSON lines) replayed on a virtual clock.
-//! - [`profiles`]: `rules check --profiles`: the point names rules use against gateway profiles.
+//! - [`profiles`]: `rules check`: the point names and kinds rules use against gateway profiles
+//!   (the built-in ones of `telemetry`, or a folder).
 //! - [`unit_test`]: `rules test` files (series notation and registry rows on a virtual clock,
 //!   expected alerts), run against an engine.
 

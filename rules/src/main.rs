@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use rules::profiles::Profiles;
 use rules::rule_file::expand;
-use rules::{backtest, unit_test, RuleSet};
+use rules::{backtest, unit_test, Diagnostic, RuleSet};
 
 mod backtest_cli;
 mod registry_cli;
@@ -24,12 +24,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Check rule files: TOML schema, rule types and their keys, CEL expressions and window
-    /// functions, durations, severities, templates, and rule ids (with the `{id}.{code name}`
-    /// ids of per_code rules) unique across all files. Prints `file:line:column: message` for
-    /// every problem. Exit code 0: all good; 1: problems found.
+    /// functions, durations, severities, templates, rule ids (with the `{id}.{code name}` ids
+    /// of per_code rules) unique across all files, and point names against gateway profiles.
+    /// Prints `file:line:column: message` for every problem of every file, and
+    /// `file:line:column: warning: message` for a kind no profile has. Exit code 0: no
+    /// problems (warnings allowed); 1: problems found.
     Check {
-        /// A folder of gateway profiles (TOML): every point name a rule reads must be a point
-        /// or named bit of a profile of one of its kinds.
+        /// A folder of gateway profiles (TOML) to check against instead of the built-in ones:
+        /// every point name a rule reads must be a point or named bit of a profile of one of
+        /// its kinds.
         #[arg(long)]
         profiles: Option<PathBuf>,
         /// Rule files (TOML), or folders whose `*.toml` files are all checked.
@@ -81,34 +84,51 @@ enum InputFormat {
     Jsonl,
 }
 
+/// Every problem of every file, in one run: schema and rule errors, then point names against
+/// the profiles for the rules that are valid. Errors print as `file:line:column: message`,
+/// warnings as `file:line:column: warning: message`; only errors fail the check.
 fn check(files: &[PathBuf], profiles: Option<&PathBuf>) -> ExitCode {
     let files = expand(files);
-    let loaded = RuleSet::load(&files).and_then(|set| {
-        let Some(dir) = profiles else { return Ok(set) };
-        let profiles = Profiles::load_dir(dir)?;
-        let texts = (files.iter())
-            .filter_map(|f| Some((f.display().to_string(), std::fs::read_to_string(f).ok()?)))
-            .collect();
-        let problems = rules::profiles::check(&set, &texts, &profiles);
-        if problems.is_empty() {
-            Ok(set)
-        } else {
-            Err(problems)
+    let (set, mut errors) = RuleSet::load_partly(&files);
+    let mut warnings = Vec::new();
+    let profiles = match profiles {
+        Some(dir) => Profiles::load_dir(dir),
+        None => Ok(Profiles::built_in()),
+    };
+    match profiles {
+        Ok(profiles) => {
+            let texts = (files.iter())
+                .filter_map(|f| Some((f.display().to_string(), std::fs::read_to_string(f).ok()?)))
+                .collect();
+            errors.extend(rules::profiles::check(&set, &texts, &profiles));
+            warnings = rules::profiles::unknown_kinds(&set, &texts, &profiles);
         }
-    });
-    match loaded {
-        Ok(set) => {
-            println!("ok: {} rules in {} files", set.rules.len(), files.len());
-            ExitCode::SUCCESS
+        Err(problems) => errors.extend(problems),
+    }
+    let order = |d: &Diagnostic| {
+        let file = files.iter().position(|f| f.display().to_string() == d.file);
+        (file, d.file.clone(), d.line, d.column)
+    };
+    let mut all: Vec<(&Diagnostic, bool)> =
+        errors.iter().map(|d| (d, false)).chain(warnings.iter().map(|d| (d, true))).collect();
+    all.sort_by_key(|(d, _)| order(d));
+    for (d, warning) in all {
+        match warning {
+            true => eprintln!("{}:{}:{}: warning: {}", d.file, d.line, d.column, d.message),
+            false => eprintln!("{d}"),
         }
-        Err(diagnostics) => {
-            for d in &diagnostics {
-                eprintln!("{d}");
-            }
-            let n = diagnostics.len();
-            eprintln!("{n} problem{}", if n == 1 { "" } else { "s" });
-            ExitCode::from(1)
-        }
+    }
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let warned = match warnings.len() {
+        0 => String::new(),
+        n => format!(", {}", plural(n, "warning")),
+    };
+    if errors.is_empty() {
+        println!("ok: {} rules in {} files{warned}", set.rules.len(), files.len());
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{}{warned}", plural(errors.len(), "problem"));
+        ExitCode::from(1)
     }
 }
 

@@ -1,9 +1,10 @@
-//! `rules check --profiles DIR`: every point name a rule reads (variables of `when`, `clear`,
-//! `inhibit_when` and `signal`, window function points, the `point` of fault_code and bits
-//! rules, summary placeholders) must be a point, or a named bit, of a gateway profile of one of
-//! the rule's kinds (`*`: of any profile). Profiles are read minimally here (`kind`,
-//! `[[point]]` `name` and a `bits` table), without the gateway crate. A kind with no profile is
-//! not checked; several profiles of one kind (models) count together.
+//! `rules check` against gateway profiles (the built-in ones, or `--profiles DIR`): every point
+//! name a rule reads (variables of `when`, `clear`, `inhibit_when` and `signal`, window function
+//! points, the `point` of fault_code and bits rules, summary placeholders) must be a point, or a
+//! named bit, of a gateway profile of one of the rule's kinds (`*`: of any profile). Profiles
+//! are read minimally here (`kind`, `[[point]]` `name` and a `bits` table), without the gateway
+//! crate. A kind with no profile is not checked for points, but warned of ([`unknown_kinds`]):
+//! no device of it sends readings; several profiles of one kind (models) count together.
 //!
 //! Profiles also give summaries their numbers' decimals ([`Profiles::apply_decimals`]): a
 //! point's `decimals`, else its `unit`'s default.
@@ -54,6 +55,16 @@ impl Profiles {
             names.extend(bits.into_iter().flatten().filter_map(|(_, n)| n.as_str().map(str::to_string)));
         }
         Ok(())
+    }
+
+    /// The profiles compiled in ([`telemetry::builtin_profiles::BUILT_IN`]).
+    pub fn built_in() -> Profiles {
+        let mut profiles = Profiles::default();
+        for (name, text) in telemetry::builtin_profiles::BUILT_IN {
+            // They parse: `built_in_profiles_parse` below, and gateway's tests.
+            let _ = profiles.add(name, text);
+        }
+        profiles
     }
 
     /// The `*.toml` profiles of a folder.
@@ -194,6 +205,30 @@ pub fn check(rules: &RuleSet, texts: &BTreeMap<String, String>, profiles: &Profi
         }
     }
     out.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    out
+}
+
+/// Warnings for rule kinds that no profile has: no device of such a kind sends readings, so
+/// the rule never fires (`kinds = ["boilr"]`). Inspection rules are left out: they fire from
+/// the registry's units, whose kinds need no profile (`pressure_vessel`).
+pub fn unknown_kinds(
+    rules: &RuleSet,
+    texts: &BTreeMap<String, String>,
+    profiles: &Profiles,
+) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let known = || profiles.by_kind.keys().map(String::as_str);
+    for rule in rules.rules.iter().filter(|r| !matches!(r.rule_type, RuleType::Inspection(_))) {
+        let text = texts.get(&rule.file).map_or("", String::as_str);
+        for kind in rule.kinds.iter().filter(|k| *k != "*" && !profiles.by_kind.contains_key(*k)) {
+            let mut message =
+                format!("rule `{}`: no profile has kind `{kind}`, so the rule never fires", rule.id);
+            if let Some(close) = suggest(kind, known()) {
+                message.push_str(&format!(" (did you mean `{close}`?)"));
+            }
+            out.push(problem(&rule.file, text, position(text, rule.line, kind), message));
+        }
+    }
     out
 }
 

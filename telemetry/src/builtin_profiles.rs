@@ -1,7 +1,7 @@
-//! The device profiles shipped in `deploy/profiles/`, compiled in.
+//! The device profiles shipped in `deploy/profiles/`, compiled in so the gateway's demo and
+//! simulator, ingest and `rules check` all read the same ones without a profiles folder.
 
-/// The profiles shipped in `deploy/profiles/`, compiled in so the demo and the simulator run
-/// anywhere.
+/// Profile name (its file's stem) and TOML text.
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("elevator-box-v1", include_str!("../../deploy/profiles/elevator-box-v1.toml")),
     ("boiler-ctl-v1", include_str!("../../deploy/profiles/boiler-ctl-v1.toml")),

@@ -160,6 +160,35 @@ fn backtest_summaries_take_the_profiles_decimals() {
     assert!(out.contains("over pressure: 1.383 MPa\""), "{out}");
 }
 
+#[test]
+fn rules_check_warns_of_unknown_kinds_and_reports_every_file_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = |id: &str, kinds: &str, when: &str| {
+        format!("[[rule]]\nid = \"{id}\"\nkinds = [\"{kinds}\"]\nwhen = \"{when}\"\nseverity = \"info\"\nsummary = \"x\"\n")
+    };
+    std::fs::write(dir.path().join("a.toml"), rule("a", "boilr", "pressure_mpa > 1")).unwrap();
+    let out = run_in(dir.path(), &binary("rules"), &["check", "a.toml"]);
+    assert_eq!(out.status.code(), Some(0), "a warning alone passes: {}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "a.toml:3:11: warning: rule `a`: no profile has kind `boilr`, so the rule never fires (did you mean `boiler`?)\n"
+    );
+    assert_eq!(text(&out.stdout), "ok: 1 rules in 1 files, 1 warning\n");
+
+    let bad = format!("{}sauce = 1\n", rule("b", "boiler", "presure_mpa > 1"));
+    std::fs::write(dir.path().join("b.toml"), bad).unwrap();
+    std::fs::write(dir.path().join("c.toml"), rule("c", "boiler", "presure_mpa > 1")).unwrap();
+    let out = run_in(dir.path(), &binary("rules"), &["check", "a.toml", "b.toml", "c.toml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let lines: Vec<String> =
+        text(&out.stderr).lines().map(|l| l.split(": rule").next().unwrap().to_string()).collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0], "a.toml:3:11: warning");
+    assert!(lines[1].starts_with("b.toml:7:1: unknown field `sauce`"), "{lines:?}");
+    assert_eq!(lines[2], "c.toml:4:9", "the built-in profiles know no `presure_mpa`");
+    assert_eq!(lines[3], "2 problems, 1 warning");
+}
+
 /// Starts `ingest run` against a fresh Mosquitto with `env`, waits for it to subscribe, stops it
 /// and returns everything it wrote.
 fn ingest_output(dir: &Path, env: &[(&str, &str)]) -> String {

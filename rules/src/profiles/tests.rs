@@ -68,6 +68,9 @@ fn the_pack_matches_the_shipped_profiles() {
     let texts = crate::DEFAULT_PACK.iter().map(|(f, t)| (f.to_string(), t.to_string())).collect();
     let problems = check(&pack, &texts, &profiles);
     assert!(problems.is_empty(), "{problems:#?}");
+    let warnings = unknown_kinds(&pack, &texts, &profiles);
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    assert_eq!(profiles, Profiles::built_in(), "the built-in profiles are the shipped ones");
 }
 
 #[test]
@@ -86,4 +89,42 @@ fn profiles_give_summaries_their_decimals() {
         .with_value("ratio", 0.123456);
     // MPa alone would give 2; the profile says 3. °C gives 1 though the template names no unit.
     assert_eq!(set.rules[0].summary.render(&r, None), "0.851 MPa 85.3 0.123");
+}
+
+#[test]
+fn a_kind_no_profile_has_is_a_warning_with_the_closest_kind() {
+    let rules = "[[rule]]\nid = \"typo\"\nkinds = [\"boilr\"]\nwhen = \"pressure_mpa > 1\"\nseverity = \"info\"\nsummary = \"x\"\n\
+                 [[rule]]\nid = \"vessel.due\"\nkinds = [\"pressure_vessel\"]\ntype = \"inspection\"\ncheck = \"periodic_inspection\"\n\
+                 severity = \"major\"\nsummary = \"due\"\n\
+                 [[rule]]\nid = \"any\"\nkinds = [\"*\", \"crane\"]\nwhen = \"x > 1\"\nseverity = \"info\"\nsummary = \"x\"\n";
+    let set = RuleSet::parse("r.toml", rules).unwrap_or_else(|d| panic!("{d:?}"));
+    let texts = BTreeMap::from([("r.toml".to_string(), rules.to_string())]);
+    let profiles = Profiles::built_in();
+    let found: Vec<String> = unknown_kinds(&set, &texts, &profiles).iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        found,
+        [
+            "r.toml:3:11: rule `typo`: no profile has kind `boilr`, so the rule never fires (did you mean `boiler`?)",
+            "r.toml:16:16: rule `any`: no profile has kind `crane`, so the rule never fires",
+        ],
+        "inspection rules' kinds come from the registry"
+    );
+}
+
+#[test]
+fn the_built_in_profiles_catch_an_unknown_point() {
+    let mut expected = Profiles::default();
+    for (name, text) in telemetry::builtin_profiles::BUILT_IN {
+        expected.add(name, text).unwrap_or_else(|d| panic!("{name}: {d}"));
+    }
+    let profiles = Profiles::built_in();
+    assert_eq!(profiles, expected);
+    let rules = "[[rule]]\nid = \"b\"\nkinds = [\"boiler\"]\nwhen = \"presure_mpa > 1.25\"\nseverity = \"info\"\nsummary = \"x\"\n";
+    let set = RuleSet::parse("r.toml", rules).unwrap();
+    let texts = BTreeMap::from([("r.toml".to_string(), rules.to_string())]);
+    let found: Vec<String> = check(&set, &texts, &profiles).iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        found,
+        ["r.toml:4:9: rule `b`: `presure_mpa` is not a point of the boiler profiles (did you mean `pressure_mpa`?)"]
+    );
 }

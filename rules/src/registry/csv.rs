@@ -1,12 +1,14 @@
-//! A small CSV reader after RFC 4180, for registry sheets: fields separated by commas; a field in
-//! double quotes may hold commas, line breaks and `""` for a quote. Unquoted fields are trimmed.
-//! LF or CRLF line ends; a UTF-8 byte-order mark (as Excel writes) is skipped; blank lines and
-//! lines starting with `#` are skipped. Every field keeps its line and column (in characters,
-//! 1-based), so a problem can be shown where it is. A malformed record is reported and skipped
-//! and reading goes on at the next line.
-//!
-//! The separators are ASCII, so the reader walks bytes; multi-byte characters (Chinese names and
-//! addresses) pass through whole.
+//! Registry sheets as CSV, read with the `csv` crate (RFC 4180: fields separated by commas; a
+//! field in double quotes may hold commas, line breaks and `""` for a quote), which splits the
+//! records and unquotes the fields. Around it, this module keeps what registry sheets need:
+//! - every field keeps its line and column (in characters, 1-based), so a problem can be shown
+//!   where it is;
+//! - unquoted fields are trimmed; a quoted field may have blanks around it (` "x" `);
+//! - a UTF-8 byte-order mark (as Excel writes) is skipped; blank lines and lines starting with
+//!   `#` are skipped; LF or CRLF line ends;
+//! - what the crate reads leniently is an error here, since it means a broken sheet: a quote
+//!   inside an unquoted field, text after a closing quote, a quote never closed. A malformed
+//!   record is reported and skipped and reading goes on at the next record.
 
 /// One field and where it starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,161 +33,137 @@ pub struct CsvError {
     pub message: String,
 }
 
-struct Reader<'t> {
+/// Byte offsets to lines and columns.
+struct Positions<'t> {
     text: &'t str,
-    bytes: &'t [u8],
-    pos: usize,
-    line: usize,
-    /// Byte offset where the current line starts.
-    line_start: usize,
+    line_starts: Vec<usize>,
 }
 
-impl Reader<'_> {
-    fn column(&self, pos: usize) -> usize {
-        self.text[self.line_start..pos].chars().count() + 1
+impl<'t> Positions<'t> {
+    fn new(text: &'t str) -> Positions<'t> {
+        let line_starts = [0].into_iter().chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        Positions { text, line_starts }
     }
 
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let start = self.line_starts[line - 1];
+        (line, self.text[start..offset].chars().count() + 1)
     }
 
-    /// Moves past one byte, keeping count of lines.
-    fn bump(&mut self) {
-        if self.bytes[self.pos] == b'\n' {
-            self.line += 1;
-            self.line_start = self.pos + 1;
+    fn error(&self, offset: usize, message: &str) -> CsvError {
+        let (line, column) = self.line_col(offset);
+        CsvError { line, column, message: message.to_string() }
+    }
+}
+
+const NEVER_CLOSED: &str = "this quote is never closed";
+const AFTER_CLOSING: &str = "text after a closing quote (write `\"\"` for a quote inside quotes)";
+const INSIDE_UNQUOTED: &str =
+    "a quote inside an unquoted field (quote the whole field and write `\"\"` for the quote)";
+
+/// The byte offset of the quote that closes the one at `open` (`""` is a quote inside).
+fn closing_quote(text: &str, open: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = open + 1;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1)) {
+            (b'"', Some(b'"')) => i += 2,
+            (b'"', _) => return Some(i),
+            _ => i += 1,
         }
-        self.pos += 1;
     }
+    None
+}
 
-    fn skip_line(&mut self) {
-        while let Some(b) = self.peek() {
-            self.bump();
-            if b == b'\n' {
-                break;
+/// Where the record really starts: the crate gives the end of the one before, ahead of the line
+/// ends, blank lines and comment lines it skipped.
+fn record_start(text: &str, mut at: usize) -> usize {
+    while at < text.len() {
+        match text.as_bytes()[at] {
+            b'\r' | b'\n' => at += 1,
+            b'#' => at = text[at..].find('\n').map_or(text.len(), |i| at + i + 1),
+            _ => break,
+        }
+    }
+    at
+}
+
+/// A field the crate read as unquoted because blanks stand before its opening quote.
+fn unquote_blank_led(trimmed: &str) -> Option<String> {
+    let inner = trimmed.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.replace("\"\"", "").contains('"')).then(|| inner.replace("\"\"", "\"").replace("\r\n", "\n"))
+}
+
+/// The fields of the record the crate read at byte `start`, with their positions; `None` for a
+/// line that holds only blanks or a comment.
+fn located(p: &Positions<'_>, start: usize, record: &csv::StringRecord) -> Result<Option<Record>, CsvError> {
+    let text = p.text;
+    let blank = |c: char| c == ' ' || c == '\t';
+    let quoted_at = |at: usize| text[at..].starts_with('"');
+    if let Some(first) = record.get(0).filter(|_| !quoted_at(start)) {
+        let first = first.trim_start_matches(blank);
+        if (record.len() == 1 && first.is_empty()) || first.starts_with('#') {
+            return Ok(None);
+        }
+    }
+    let mut fields = Vec::with_capacity(record.len());
+    let mut at = start;
+    for value in record.iter() {
+        let (field, field_at, end) = if quoted_at(at) {
+            let close = closing_quote(text, at).ok_or_else(|| p.error(at, NEVER_CLOSED))?;
+            let content = text[at + 1..close].replace("\"\"", "\"");
+            // The crate appends what follows the closing quote to the field.
+            let after = value.get(content.len()..).unwrap_or_default();
+            if let Some(i) = after.find(|c: char| !blank(c)) {
+                return Err(p.error(close + 1 + i, AFTER_CLOSING));
             }
-        }
-    }
-
-    fn skip_blanks(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t')) {
-            self.bump();
-        }
-    }
-
-    /// At a record's end: a line end (consumed) or the end of the text.
-    fn end_of_record(&mut self) -> bool {
-        match self.peek() {
-            None => true,
-            Some(b'\n') => {
-                self.bump();
-                true
-            }
-            Some(b'\r') if self.bytes.get(self.pos + 1) == Some(&b'\n') => {
-                self.bump();
-                self.bump();
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether the line from here holds nothing, or is a comment.
-    fn blank_or_comment(&self) -> bool {
-        let rest = &self.text[self.pos..];
-        let line = rest.split('\n').next().unwrap_or_default().trim();
-        line.is_empty() || line.starts_with('#')
-    }
-
-    fn quoted(&mut self) -> Result<String, CsvError> {
-        let (line, column) = (self.line, self.column(self.pos));
-        self.bump();
-        let mut value = String::new();
-        let mut start = self.pos;
-        loop {
-            match self.peek() {
-                None => {
-                    return Err(CsvError { line, column, message: "this quote is never closed".into() });
+            (content.replace("\r\n", "\n"), at, close + 1 + after.len())
+        } else {
+            let first = at + (value.len() - value.trim_start_matches(blank).len());
+            let trimmed = value.trim_matches(blank);
+            let field = match value.find('"') {
+                None => trimmed.to_string(),
+                Some(quote) => {
+                    unquote_blank_led(trimmed).ok_or_else(|| p.error(at + quote, INSIDE_UNQUOTED))?
                 }
-                Some(b'"') if self.bytes.get(self.pos + 1) == Some(&b'"') => {
-                    value.push_str(&self.text[start..=self.pos]);
-                    self.bump();
-                    self.bump();
-                    start = self.pos;
-                }
-                Some(b'"') => {
-                    value.push_str(&self.text[start..self.pos]);
-                    self.bump();
-                    return Ok(value.replace("\r\n", "\n"));
-                }
-                Some(_) => self.bump(),
-            }
-        }
-    }
-
-    /// One record from here; on an error the rest of the line is skipped.
-    fn record(&mut self) -> Result<Record, CsvError> {
-        let line = self.line;
-        let mut fields = Vec::new();
-        loop {
-            self.skip_blanks();
-            let (field_line, column) = (self.line, self.column(self.pos));
-            let value = if self.peek() == Some(b'"') {
-                let value = self.quoted()?;
-                self.skip_blanks();
-                if !matches!(self.peek(), None | Some(b',' | b'\n' | b'\r')) {
-                    return Err(CsvError {
-                        line: self.line,
-                        column: self.column(self.pos),
-                        message: "text after a closing quote (write `\"\"` for a quote inside quotes)".into(),
-                    });
-                }
-                value
-            } else {
-                let start = self.pos;
-                while let Some(b) = self.peek() {
-                    match b {
-                        b',' | b'\n' => break,
-                        b'\r' if self.bytes.get(self.pos + 1) == Some(&b'\n') => break,
-                        b'"' => {
-                            return Err(CsvError {
-                                line: self.line,
-                                column: self.column(self.pos),
-                                message: "a quote inside an unquoted field (quote the whole field and write `\"\"` for the quote)".into(),
-                            });
-                        }
-                        _ => self.bump(),
-                    }
-                }
-                self.text[start..self.pos].trim().to_string()
             };
-            fields.push(Field { value, line: field_line, column });
-            if self.peek() == Some(b',') {
-                self.bump();
-                continue;
-            }
-            if self.end_of_record() {
-                return Ok(Record { line, fields });
-            }
-        }
+            (field, first, at + value.len())
+        };
+        let (line, column) = p.line_col(field_at);
+        fields.push(Field { value: field, line, column });
+        at = end + 1;
     }
+    Ok(Some(Record { line: p.line_col(start).0, fields }))
 }
 
 /// Every record of `text`, in order, or what was wrong with it.
 pub fn records(text: &str) -> Vec<Result<Record, CsvError>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut r = Reader { text, bytes: text.as_bytes(), pos: 0, line: 1, line_start: 0 };
+    let positions = Positions::new(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .comment(Some(b'#'))
+        .from_reader(text.as_bytes());
+    let mut record = csv::StringRecord::new();
     let mut out = Vec::new();
-    while r.pos < r.bytes.len() {
-        if r.blank_or_comment() {
-            r.skip_line();
-            continue;
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                // Not for text already in memory as UTF-8; reported rather than dropped.
+                out.push(Err(positions.error(reader.position().byte() as usize, &e.to_string())));
+                break;
+            }
         }
-        let result = r.record();
-        if result.is_err() {
-            r.skip_line();
+        let start = record_start(text, record.position().map_or(0, |at| at.byte() as usize));
+        match located(&positions, start, &record) {
+            Ok(Some(r)) => out.push(Ok(r)),
+            Ok(None) => {}
+            Err(e) => out.push(Err(e)),
         }
-        out.push(result);
     }
     out
 }
@@ -252,6 +230,28 @@ mod tests {
         assert!(errors[1].contains("after a closing quote"), "{errors:?}");
         assert!(errors[2].contains("never closed"), "{errors:?}");
         assert_eq!(values("东城,\"南城\"x\n"), [Err((1, 8))], "columns count characters, not bytes");
+    }
+
+    #[test]
+    fn quoting_edge_cases_keep_their_values_and_positions() {
+        let text =
+            "\"\",\"\"\"\",\"a,\r\nb\",x\r\n   \r\n\r\n  # indented comment\r\n\"\"\"q\"\"\"  ,  y  ,\n,\n";
+        assert_eq!(values(text), [ok(&["", "\"", "a,\nb", "x"]), ok(&["\"q\"", "y", ""]), ok(&["", ""])]);
+        let r = records(text);
+        let first = r[0].as_ref().unwrap();
+        let at: Vec<(usize, usize)> = first.fields.iter().map(|f| (f.line, f.column)).collect();
+        assert_eq!(at, [(1, 1), (1, 4), (1, 9), (2, 4)], "a field after a quoted line break");
+        let second = r[1].as_ref().unwrap();
+        assert_eq!(second.line, 6, "blank and comment lines are skipped but counted");
+        assert_eq!((second.fields[1].line, second.fields[1].column), (6, 13));
+    }
+
+    #[test]
+    fn a_quoted_field_after_blanks_may_not_hold_a_comma() {
+        // The crate reads ` "a, b"` as two unquoted fields; Excel never writes a blank before
+        // a quote, so only fields without a comma or line break may have one.
+        assert_eq!(values("x, \"a b\" \n"), [ok(&["x", "a b"])]);
+        assert_eq!(values("x, \"a, b\"\ny\n"), [Err((1, 4)), ok(&["y"])]);
     }
 
     #[test]

@@ -304,11 +304,25 @@ pub fn expand(paths: &[impl AsRef<Path>]) -> Vec<PathBuf> {
 impl RuleSet {
     /// Parses one file's text; `file` names it in diagnostics.
     pub fn parse(file: &str, text: &str) -> Result<RuleSet, Vec<Diagnostic>> {
-        parse::parse(file, text).map(|rules| RuleSet { rules })
+        match parse::parse(file, text) {
+            (rules, diagnostics) if diagnostics.is_empty() => Ok(RuleSet { rules }),
+            (_, diagnostics) => Err(diagnostics),
+        }
     }
 
     /// Loads and merges rule files; rule ids must be unique across all of them.
     pub fn load(paths: &[impl AsRef<Path>]) -> Result<RuleSet, Vec<Diagnostic>> {
+        all_or_nothing(RuleSet::load_partly(paths))
+    }
+
+    /// Parses several `(file, text)` sources into one set.
+    pub fn merge(sources: &[(&str, &str)]) -> Result<RuleSet, Vec<Diagnostic>> {
+        all_or_nothing(RuleSet::merge_partly(sources))
+    }
+
+    /// [`RuleSet::load`] that keeps the valid rules beside every problem of every file, so that
+    /// `rules check` can check them further (against profiles) in the same run.
+    pub fn load_partly(paths: &[impl AsRef<Path>]) -> (RuleSet, Vec<Diagnostic>) {
         let texts: Vec<(String, std::io::Result<String>)> = paths
             .iter()
             .map(|p| {
@@ -322,50 +336,46 @@ impl RuleSet {
             .iter()
             .filter_map(|(f, t)| t.as_ref().err().map(|e| Diagnostic::cannot_read(f.clone(), e)))
             .collect();
-        match RuleSet::merge(&sources) {
-            Ok(set) if diagnostics.is_empty() => Ok(set),
-            Ok(_) => Err(diagnostics),
-            Err(more) => {
-                diagnostics.extend(more);
-                Err(diagnostics)
-            }
-        }
+        let (set, more) = RuleSet::merge_partly(&sources);
+        diagnostics.extend(more);
+        (set, diagnostics)
     }
 
-    /// Parses several `(file, text)` sources into one set.
-    pub fn merge(sources: &[(&str, &str)]) -> Result<RuleSet, Vec<Diagnostic>> {
+    /// [`RuleSet::merge`] that keeps the valid rules beside every problem.
+    pub fn merge_partly(sources: &[(&str, &str)]) -> (RuleSet, Vec<Diagnostic>) {
         let mut all = RuleSet::default();
         let mut diagnostics = Vec::new();
         for (file, text) in sources {
-            match RuleSet::parse(file, text) {
-                Ok(set) => {
-                    for rule in set.rules {
-                        let message = match all.rules.iter().find(|r| r.id == rule.id) {
-                            Some(first) => Some(format!(
-                                "rule id `{}` is already defined at {}:{}",
-                                rule.id, first.file, first.line
-                            )),
-                            None => all.rules.iter().find_map(|first| id_clash(first, &rule)),
-                        };
-                        match message {
-                            Some(message) => diagnostics.push(Diagnostic {
-                                file: rule.file.clone(),
-                                line: rule.line,
-                                column: 1,
-                                message,
-                            }),
-                            None => all.rules.push(rule),
-                        }
-                    }
+            let (rules, problems) = parse::parse(file, text);
+            diagnostics.extend(problems);
+            for rule in rules {
+                let message = match all.rules.iter().find(|r| r.id == rule.id) {
+                    Some(first) => Some(format!(
+                        "rule id `{}` is already defined at {}:{}",
+                        rule.id, first.file, first.line
+                    )),
+                    None => all.rules.iter().find_map(|first| id_clash(first, &rule)),
+                };
+                match message {
+                    Some(message) => diagnostics.push(Diagnostic {
+                        file: rule.file.clone(),
+                        line: rule.line,
+                        column: 1,
+                        message,
+                    }),
+                    None => all.rules.push(rule),
                 }
-                Err(d) => diagnostics.extend(d),
             }
         }
-        if diagnostics.is_empty() {
-            Ok(all)
-        } else {
-            Err(diagnostics)
-        }
+        (all, diagnostics)
+    }
+}
+
+fn all_or_nothing((set, diagnostics): (RuleSet, Vec<Diagnostic>)) -> Result<RuleSet, Vec<Diagnostic>> {
+    if diagnostics.is_empty() {
+        Ok(set)
+    } else {
+        Err(diagnostics)
     }
 }
 

@@ -306,19 +306,72 @@ impl Checker<'_> {
     }
 }
 
-/// Parses one file's text; `file` names it in diagnostics.
-pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Rule>, Vec<Diagnostic>> {
-    let mut c = Checker { file, text, diagnostics: Vec::new() };
-    let raw: RawFile = match toml::from_str(text) {
-        Ok(raw) => raw,
+/// The file-level keys and where each `[[rule]]` table starts, read without the rules' schema.
+#[derive(Deserialize)]
+struct Outline {
+    #[serde(default, rename = "rule")]
+    rules: Vec<Spanned<toml::Value>>,
+}
+
+/// `text` with every byte outside `keep` blanked (line ends stay), so that a part of a file
+/// parses on its own with the spans, lines and columns of the whole file.
+fn blank_outside(text: &str, keep: std::ops::Range<usize>) -> String {
+    let blank = |s: &str| s.bytes().map(|b| if b == b'\n' { '\n' } else { ' ' }).collect::<String>();
+    [blank(&text[..keep.start]), text[keep.clone()].to_string(), blank(&text[keep.end..])].concat()
+}
+
+/// The file's schema: its file-level `inhibit_when` and its rules' tables. When serde stops at
+/// the first schema error (an unknown key, a missing `id`), each `[[rule]]` table is read again
+/// on its own, so that every bad table is reported and the good ones are still checked.
+fn read_schema(c: &mut Checker<'_>) -> (Option<Spanned<String>>, Vec<Spanned<RawRule>>) {
+    let text = c.text;
+    let first_error = match toml::from_str::<RawFile>(text) {
+        Ok(raw) => return (raw.inhibit_when, raw.rules),
+        Err(e) => e,
+    };
+    let starts: Option<Vec<usize>> = toml::from_str::<Outline>(text).ok().and_then(|outline| {
+        let starts: Vec<usize> = outline.rules.iter().map(|r| r.span().start).collect();
+        // Inline tables (`rule = [{ … }]`) cannot be cut apart; only `[[rule]]` headers can.
+        starts.iter().all(|&s| text[s..].starts_with("[[")).then_some(starts)
+    });
+    let report = |c: &mut Checker<'_>, e: toml::de::Error| {
+        c.at(e.span().map_or(0, |s| s.start), e.message().trim_end().to_string());
+    };
+    let Some(starts) = starts else {
+        report(c, first_error);
+        return (None, Vec::new());
+    };
+    let before = c.diagnostics.len();
+    let ends = starts.iter().skip(1).copied().chain([text.len()]);
+    let head_end = starts.first().copied().unwrap_or(text.len());
+    let inhibit_when = match toml::from_str::<RawFile>(&blank_outside(text, 0..head_end)) {
+        Ok(head) => head.inhibit_when,
         Err(e) => {
-            c.at(e.span().map_or(0, |s| s.start), e.message().trim_end().to_string());
-            return Err(c.diagnostics);
+            report(c, e);
+            None
         }
     };
+    let mut rules = Vec::new();
+    for (start, end) in starts.iter().copied().zip(ends) {
+        match toml::from_str::<RawFile>(&blank_outside(text, start..end)) {
+            Ok(part) => rules.extend(part.rules),
+            Err(e) => report(c, e),
+        }
+    }
+    if c.diagnostics.len() == before {
+        report(c, first_error);
+    }
+    (inhibit_when, rules)
+}
+
+/// Parses one file's text; `file` names it in diagnostics. Returns the rules without problems,
+/// and every problem.
+pub(super) fn parse(file: &str, text: &str) -> (Vec<Rule>, Vec<Diagnostic>) {
+    let mut c = Checker { file, text, diagnostics: Vec::new() };
+    let (inhibit_when, raw_rules) = read_schema(&mut c);
     let mut rules: Vec<Rule> = Vec::new();
     let mut ids = BTreeSet::new();
-    for spanned in raw.rules {
+    for spanned in raw_rules {
         let rule_start = spanned.span().start;
         let r = spanned.into_inner();
         let before = c.diagnostics.len();
@@ -364,7 +417,7 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Rule>, Vec<Diagnostic>
                 None
             }
         };
-        let lifecycle = c.lifecycle(&r, raw.inhibit_when.as_ref());
+        let lifecycle = c.lifecycle(&r, inhibit_when.as_ref());
         let _ = r.description;
         if c.diagnostics.len() > before {
             continue;
@@ -391,10 +444,6 @@ pub(super) fn parse(file: &str, text: &str) -> Result<Vec<Rule>, Vec<Diagnostic>
             rules.push(rule);
         }
     }
-    if c.diagnostics.is_empty() {
-        Ok(rules)
-    } else {
-        c.diagnostics.sort_by_key(|d| (d.line, d.column));
-        Err(c.diagnostics)
-    }
+    c.diagnostics.sort_by_key(|d| (d.line, d.column));
+    (rules, c.diagnostics)
 }

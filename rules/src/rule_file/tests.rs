@@ -161,3 +161,51 @@ summary = "x"
     let errs = errors(&format!("{}{other}", rule_types()));
     assert!(errs[0].starts_with("f.toml:39:6: alert id `boiler.alarm.burner_fault`"), "{errs:?}");
 }
+
+#[test]
+fn every_bad_rule_table_is_reported_and_the_good_ones_are_kept() {
+    let text = good().replace("source = ", "sauce = ")
+        + "\n[[rule]]\nkinds = [\"boiler\"]\nwhen = \"x > 1\"\nseverity = \"info\"\nsummary = \"x\"\n"
+        + "\n[[rule]]\nid = \"c\"\nkinds = [\"boiler\"]\nwhen = \"x > 1\"\nseverity = \"urgent\"\nsummary = \"x\"\n";
+    let (set, problems) = RuleSet::merge_partly(&[("f.toml", &text)]);
+    let problems: Vec<String> = problems.iter().map(|d| d.to_string()).collect();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems[0].starts_with("f.toml:10:1: unknown field `sauce`"), "{problems:?}");
+    assert!(problems[1].starts_with("f.toml:19:1: missing field `id`"), "{problems:?}");
+    assert!(problems[2].starts_with("f.toml:29:12: severity `urgent`"), "{problems:?}");
+    let kept: Vec<&str> = set.rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(kept, ["elevator.trapped"]);
+}
+
+#[test]
+fn a_bad_file_level_key_does_not_hide_the_rules_problems() {
+    let text = format!(
+        "inhibit_when = 3\nowner = \"me\"\n{}",
+        good().replace("for = \"2s\"", "for = \"2 parsecs\"")
+    );
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].starts_with("f.toml:1:16: invalid type"), "{errs:?}");
+    assert!(errs[1].starts_with("f.toml:9:7: for: `2 parsecs`"), "{errs:?}");
+}
+
+#[test]
+fn problems_of_two_files_are_reported_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.toml");
+    let b = dir.path().join("b.toml");
+    std::fs::write(&a, good().replace("source = ", "sauce = ")).unwrap();
+    std::fs::write(
+        &b,
+        good()
+            .replace("boiler.over_pressure", "b.x")
+            .replace("elevator.trapped", "b.y")
+            .replace("\"critical\"", "\"urgent\""),
+    )
+    .unwrap();
+    let (set, problems) = RuleSet::load_partly(&[&a, &b]);
+    let files: Vec<&str> = problems.iter().map(|d| d.file.rsplit('/').next().unwrap()).collect();
+    assert_eq!(files, ["a.toml", "b.toml", "b.toml"], "{problems:?}");
+    assert_eq!(set.rules.len(), 1, "a.toml's elevator.trapped is valid");
+    assert_eq!(RuleSet::load(&[&a, &b]).unwrap_err(), problems);
+}
