@@ -2,8 +2,7 @@
 //! name a rule reads (variables of `when`, `clear`, `inhibit_when` and `signal`, window function
 //! points, the `point` of fault_code and bits rules, summary placeholders) must be a point, or a
 //! named bit, of a gateway profile of one of the rule's kinds (`*`: of any profile). Profiles
-//! are read minimally here (`kind`, `[[point]]` `name` and a `bits` table), without the gateway
-//! crate. A kind with no profile is not checked for points, but warned of ([`unknown_kinds`]):
+//! are parsed and checked as the gateway does ([`telemetry::profile::Profile`]). A kind with no profile is not checked for points, but warned of ([`unknown_kinds`]):
 //! no device of it sends readings; several profiles of one kind (models) count together.
 //!
 //! Profiles also give summaries their numbers' decimals ([`Profiles::apply_decimals`]): a
@@ -11,6 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+
+use telemetry::profile::{Profile, ProfileError};
 
 use crate::rule_file::{line_col, Diagnostic, Rule, RuleSet, RuleType};
 
@@ -31,30 +32,45 @@ fn problem(file: &str, text: &str, offset: usize, message: String) -> Diagnostic
     Diagnostic { file: file.to_string(), line, column, message }
 }
 
+/// A profile's problems as diagnostics: a syntax error at its position, the others (which
+/// name their point) at the top of the file.
+fn diagnostics(file: &str, e: ProfileError) -> Vec<Diagnostic> {
+    let at = |(line, column): (usize, usize), message: String| Diagnostic {
+        file: file.to_string(),
+        line,
+        column,
+        message,
+    };
+    match e {
+        ProfileError::Parse { at: position, message, .. } => vec![at(position.unwrap_or((1, 1)), message)],
+        ProfileError::Invalid { problems, .. } => problems.into_iter().map(|p| at((1, 1), p)).collect(),
+        other => vec![at((1, 1), other.to_string())],
+    }
+}
+
 impl Profiles {
-    /// Adds one profile's text: its kind and the names of its points and named bits.
-    pub fn add(&mut self, file: &str, text: &str) -> Result<(), Diagnostic> {
-        let value: toml::Table = toml::from_str(text).map_err(|e| {
-            problem(file, text, e.span().map_or(0, |s| s.start), e.message().trim_end().to_string())
-        })?;
-        let Some(kind) = value.get("kind").and_then(|k| k.as_str()) else {
-            return Err(problem(file, text, 0, "a profile needs `kind`".into()));
-        };
-        let names = self.by_kind.entry(kind.to_string()).or_default();
-        for point in value.get("point").and_then(|p| p.as_array()).into_iter().flatten() {
-            let name = point.get("name").and_then(|n| n.as_str());
-            let given = point.get("decimals").and_then(|d| d.as_integer()).map(|d| d.clamp(0, 9) as u8);
-            let by_unit =
-                point.get("unit").and_then(|u| u.as_str()).and_then(crate::number::decimals_for_unit);
-            if let (Some(name), Some(d)) = (name, given.or(by_unit)) {
-                let at = self.decimals.entry((kind.to_string(), name.to_string())).or_insert(d);
+    /// Adds one profile's text, parsed and checked as the gateway does: its kind and the
+    /// names of its points and named bits. Every problem of the profile is a diagnostic.
+    pub fn add(&mut self, file: &str, text: &str) -> Result<(), Vec<Diagnostic>> {
+        let name = Path::new(file).file_stem().map_or(file.into(), |s| s.to_string_lossy());
+        let profile = Profile::parse(&name, file, text).map_err(|e| diagnostics(file, e))?;
+        self.add_profile(&profile);
+        Ok(())
+    }
+
+    /// Adds a parsed profile.
+    pub fn add_profile(&mut self, profile: &Profile) {
+        let kind = &profile.kind;
+        let names = self.by_kind.entry(kind.clone()).or_default();
+        for point in &profile.points {
+            let by_unit = point.unit.as_deref().and_then(crate::number::decimals_for_unit);
+            if let Some(d) = point.decimals.map(|d| d.min(9)).or(by_unit) {
+                let at = self.decimals.entry((kind.clone(), point.name.clone())).or_insert(d);
                 *at = (*at).max(d);
             }
-            names.extend(name.map(str::to_string));
-            let bits = point.get("bits").and_then(|b| b.as_table());
-            names.extend(bits.into_iter().flatten().filter_map(|(_, n)| n.as_str().map(str::to_string)));
+            names.insert(point.name.clone());
+            names.extend(point.bits.values().cloned());
         }
-        Ok(())
     }
 
     /// The profiles compiled in ([`telemetry::builtin_profiles::BUILT_IN`]).
@@ -74,7 +90,7 @@ impl Profiles {
         for path in crate::rule_file::expand(&[dir]) {
             let file = path.display().to_string();
             match std::fs::read_to_string(&path) {
-                Ok(text) => problems.extend(profiles.add(&file, &text).err()),
+                Ok(text) => problems.extend(profiles.add(&file, &text).err().into_iter().flatten()),
                 Err(e) => problems.push(Diagnostic::cannot_read(file, &e)),
             }
         }

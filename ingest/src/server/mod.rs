@@ -82,14 +82,7 @@ pub fn rule_files(cfg: &IngestConfig) -> Vec<std::path::PathBuf> {
 pub fn load_rules(cfg: &IngestConfig) -> Result<rules::RuleSet, RunError> {
     let profiles = match &cfg.rules.profiles {
         Some(dir) => rules::profiles::Profiles::load_dir(dir),
-        None => {
-            let mut profiles = rules::profiles::Profiles::default();
-            for (name, text) in telemetry::builtin_profiles::BUILT_IN {
-                // The built-in profiles parse (gateway's tests).
-                let _ = profiles.add(name, text);
-            }
-            Ok(profiles)
-        }
+        None => Ok(rules::profiles::Profiles::built_in()),
     };
     let result = if cfg.rules.files.is_empty() {
         rules::default_pack()

@@ -4,11 +4,20 @@ const PROFILE: &str = r#"
 kind = "boiler"
 [[point]]
 name = "pressure_mpa"
+table = "input"
+address = 0
+type = "f32"
 [[point]]
 name = "alarm_bits"
+table = "input"
+address = 2
+type = "u16"
 bits = { 0 = "over_pressure", 1 = "low_water" }
 [[point]]
 name = "fuel"
+table = "input"
+address = 3
+type = "bitfield"
 bits = "0..3"
 "#;
 
@@ -55,9 +64,20 @@ fn reports_unknown_points_with_positions_and_suggestions() {
 }
 
 #[test]
-fn a_profile_without_kind_is_an_error() {
-    let e = Profiles::default().add("p.toml", "[[point]]\nname = \"x\"\n").unwrap_err();
-    assert_eq!(e.message, "a profile needs `kind`");
+fn a_profile_is_checked_as_the_gateway_checks_it() {
+    let e = Profiles::default().add("p.toml", "point = []\n").unwrap_err();
+    assert_eq!(e.len(), 1);
+    assert_eq!((e[0].file.as_str(), e[0].line, e[0].message.as_str()), ("p.toml", 1, "missing field `kind`"));
+    let two_problems = PROFILE
+        .replace("name = \"fuel\"", "name = \"pressure_mpa\"")
+        .replace("type = \"f32\"", "type = \"f33\"");
+    let e = Profiles::default().add("p.toml", &two_problems).unwrap_err();
+    assert!(e[0].message.contains("f33"), "{e:?}");
+    assert!((e[0].line, e[0].column) > (1, 1), "a syntax error has its position: {e:?}");
+    let e = Profiles::default()
+        .add("p.toml", &PROFILE.replace("name = \"fuel\"", "name = \"pressure_mpa\""))
+        .unwrap_err();
+    assert_eq!(e[0].message, "point[2] `pressure_mpa`: name used twice", "{e:?}");
 }
 
 #[test]
@@ -76,9 +96,16 @@ fn the_pack_matches_the_shipped_profiles() {
 #[test]
 fn profiles_give_summaries_their_decimals() {
     let mut profiles = Profiles::default();
-    let boiler = "kind = \"boiler\"\n[[point]]\nname = \"pressure_mpa\"\nunit = \"MPa\"\ndecimals = 3\n\
-                  [[point]]\nname = \"water_temp_c\"\nunit = \"°C\"\n[[point]]\nname = \"ratio\"\n";
-    profiles.add("boiler.toml", boiler).unwrap();
+    let point = |name: &str, address: u16| {
+        format!("[[point]]\nname = \"{name}\"\ntable = \"input\"\naddress = {address}\ntype = \"u16\"\n")
+    };
+    let boiler = format!(
+        "kind = \"boiler\"\n{}unit = \"MPa\"\ndecimals = 3\n{}unit = \"°C\"\n{}",
+        point("pressure_mpa", 0),
+        point("water_temp_c", 1),
+        point("ratio", 2)
+    );
+    profiles.add("boiler.toml", &boiler).unwrap();
     let rules = "[[rule]]\nid = \"b\"\nkinds = [\"boiler\"]\nwhen = \"pressure_mpa > 1.0\"\nseverity = \"critical\"\n\
                  summary = \"{pressure_mpa} MPa {water_temp_c} {ratio}\"\n";
     let mut set = RuleSet::parse("r.toml", rules).unwrap();
@@ -115,7 +142,7 @@ fn a_kind_no_profile_has_is_a_warning_with_the_closest_kind() {
 fn the_built_in_profiles_catch_an_unknown_point() {
     let mut expected = Profiles::default();
     for (name, text) in telemetry::builtin_profiles::BUILT_IN {
-        expected.add(name, text).unwrap_or_else(|d| panic!("{name}: {d}"));
+        expected.add(name, text).unwrap_or_else(|d| panic!("{name}: {d:?}"));
     }
     let profiles = Profiles::built_in();
     assert_eq!(profiles, expected);

@@ -53,8 +53,13 @@ pub struct Profile {
 pub enum ProfileError {
     #[error("{file}: {source}")]
     Read { file: String, source: std::io::Error },
-    #[error("{file}: {message}")]
-    Parse { file: String, message: String },
+    #[error("{file}: {}", with_position(*at, message))]
+    Parse {
+        file: String,
+        /// 1-based line and column, when the TOML parser gives a position.
+        at: Option<(usize, usize)>,
+        message: String,
+    },
     #[error("{file}: {}", problems.join("; "))]
     Invalid { file: String, problems: Vec<String> },
     #[error("profile `{0}` is neither in the profiles folder nor built in")]
@@ -85,7 +90,8 @@ impl Profile {
     pub fn parse(name: &str, file: &str, text: &str) -> Result<Profile, ProfileError> {
         let mut profile: Profile = toml::from_str(text).map_err(|e| ProfileError::Parse {
             file: file.into(),
-            message: toml_error_with_line(text, &e),
+            at: e.span().map(|span| line_col(text, span.start)),
+            message: e.message().trim_end().to_string(),
         })?;
         profile.name = name.to_string();
         let problems = profile.problems();
@@ -177,20 +183,20 @@ pub fn fmt_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
-/// A TOML error as `line L, column C: message`.
-pub fn toml_error_with_line(text: &str, e: &toml::de::Error) -> String {
-    match e.span() {
-        Some(span) => {
-            let (line, col) = line_col(text, span.start);
-            format!("line {line}, column {col}: {}", e.message())
-        }
-        None => e.message().to_string(),
+fn with_position(at: Option<(usize, usize)>, message: &str) -> String {
+    match at {
+        Some((line, col)) => format!("line {line}, column {col}: {message}"),
+        None => message.to_string(),
     }
 }
 
 /// 1-based line and column of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
