@@ -7,12 +7,15 @@
 //! - [`topic`]: building and parsing every topic of the wire contract, and the partition of a
 //!   device (`crc32(device) % partitions`).
 //! - [`alert`]: the JSON published on `alerts/{device}/{rule}` and `events/alerts`.
+//! - [`line_protocol`]: InfluxDB line protocol, the one encoder ingest and the rules' reports
+//!   write with, and the parser `rules backtest` reads recorded files with.
 //! - [`spool`]: the crash-safe disk queue both sides use (the gateway's spool, ingest's WAL).
 //!
 //! No network code lives here: both sides link it.
 
 pub mod alert;
 pub mod codec;
+pub mod line_protocol;
 pub mod reading;
 pub mod spool;
 pub mod topic;
