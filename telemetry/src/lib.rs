@@ -9,11 +9,13 @@
 //! - [`alert`]: the JSON published on `alerts/{device}/{rule}` and `events/alerts`.
 //! - [`line_protocol`]: InfluxDB line protocol, the one encoder ingest and the rules' reports
 //!   write with, and the parser `rules backtest` reads recorded files with.
+//! - [`backoff`]: how long to wait before trying again, doubling, capped, with jitter.
 //! - [`spool`]: the crash-safe disk queue both sides use (the gateway's spool, ingest's WAL).
 //!
 //! No network code lives here: both sides link it.
 
 pub mod alert;
+pub mod backoff;
 pub mod codec;
 pub mod line_protocol;
 pub mod reading;

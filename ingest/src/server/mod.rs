@@ -9,7 +9,6 @@
 //! WAL only once its reading is written. A crash loses nothing acknowledged: the broker
 //! redelivers what was not, and the WAL replays what was not written.
 
-mod backoff;
 mod commands;
 mod mqtt;
 mod persist;
