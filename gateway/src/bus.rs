@@ -17,6 +17,7 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use telemetry::backoff::{os_random, Backoff};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -81,7 +82,8 @@ impl DeviceState {
     }
 }
 
-/// The first wait before opening a line again after it failed to open; doubled each time.
+/// The first wait before opening a line again after it failed to open; doubled each time,
+/// jittered, so gateways whose lines share a serial server do not retry in step.
 const LINE_RETRY_FIRST: Duration = Duration::from_millis(500);
 const LINE_RETRY_MAX: Duration = Duration::from_secs(30);
 
@@ -89,7 +91,7 @@ const LINE_RETRY_MAX: Duration = Duration::from_secs(30);
 struct LineDown {
     why: String,
     since: Instant,
-    backoff: Duration,
+    backoff: Backoff,
     retry_at: Instant,
 }
 
@@ -212,12 +214,12 @@ pub async fn run_line(
                         if line_down.as_ref().is_none_or(|down| down.why != why) {
                             tracing::warn!("{not_read}: {why}; trying again with backoff");
                         }
-                        let backoff = line_down
-                            .as_ref()
-                            .map_or(LINE_RETRY_FIRST, |l| (l.backoff * 2).min(LINE_RETRY_MAX));
-                        let since = line_down.as_ref().map_or_else(Instant::now, |l| l.since);
+                        let (since, mut backoff) = match line_down.take() {
+                            Some(down) => (down.since, down.backoff),
+                            None => (Instant::now(), Backoff::new(LINE_RETRY_FIRST, LINE_RETRY_MAX)),
+                        };
                         line_down = Some(LineDown {
-                            retry_at: Instant::now() + backoff,
+                            retry_at: Instant::now() + backoff.next_delay(os_random),
                             backoff,
                             why: why.clone(),
                             since,

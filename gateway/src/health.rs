@@ -2,9 +2,12 @@
 //! keeps failing is quarantined: left out of the schedule and only probed now and then
 //! (exponentially less often, up to a cap), so a dead device costs its neighbours on the same
 //! line at most one timeout per probe. Pure: time is a parameter; [`crate::bus`] acts on it.
+//! The waits have no jitter: a line polls one device at a time, so its devices cannot retry in
+//! step, and exact times keep the schedule predictable.
 
 use std::time::Duration;
 
+use telemetry::backoff::Backoff;
 use tokio::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,30 +49,38 @@ pub enum Verdict {
     StillQuarantined { failures: u32, probe_at: Instant },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Probe {
-    every: Duration,
-    at: Instant,
-}
-
 #[derive(Clone, Debug)]
 pub struct Health {
     policy: HealthPolicy,
-    interval: Duration,
     failures: u32,
     retry_at: Option<Instant>,
-    probe: Option<Probe>,
+    /// The next probe of a quarantined device.
+    probe_at: Option<Instant>,
+    retry_backoff: Backoff,
+    probe_backoff: Backoff,
+}
+
+/// Health's waits are exact: no jitter, so no random draw.
+fn no_jitter() -> f64 {
+    0.0
 }
 
 impl Health {
     pub fn new(policy: HealthPolicy, interval: Duration) -> Health {
-        Health { policy, interval, failures: 0, retry_at: None, probe: None }
+        Health {
+            policy,
+            failures: 0,
+            retry_at: None,
+            probe_at: None,
+            retry_backoff: Backoff::new(policy.retry_first, interval).with_jitter(0.0),
+            probe_backoff: Backoff::new(policy.probe_first, policy.probe_max).with_jitter(0.0),
+        }
     }
 
     /// When to poll next, given the device's next regular slot.
     pub fn due(&self, slot: Instant) -> Instant {
-        match (self.probe, self.retry_at) {
-            (Some(p), _) => p.at,
+        match (self.probe_at, self.retry_at) {
+            (Some(p), _) => p,
             (None, Some(t)) => t,
             (None, None) => slot,
         }
@@ -77,11 +88,11 @@ impl Health {
 
     /// Whether the next poll is a regular one (not a retry or a probe).
     pub fn on_schedule(&self) -> bool {
-        self.probe.is_none() && self.retry_at.is_none()
+        self.probe_at.is_none() && self.retry_at.is_none()
     }
 
     pub fn is_quarantined(&self) -> bool {
-        self.probe.is_some()
+        self.probe_at.is_some()
     }
 
     /// Failed polls in a row.
@@ -91,8 +102,8 @@ impl Health {
 
     /// Moves a pending retry or probe to `at` at the earliest (the line is down until then).
     pub fn postpone(&mut self, at: Instant) {
-        if let Some(p) = &mut self.probe {
-            p.at = p.at.max(at);
+        if let Some(p) = &mut self.probe_at {
+            *p = (*p).max(at);
         } else if let Some(t) = &mut self.retry_at {
             *t = (*t).max(at);
         }
@@ -102,31 +113,33 @@ impl Health {
         let verdict = if self.failures == 0 {
             Verdict::Fine
         } else {
-            Verdict::Recovered { failures: self.failures, was_quarantined: self.probe.is_some() }
+            Verdict::Recovered { failures: self.failures, was_quarantined: self.probe_at.is_some() }
         };
         self.failures = 0;
         self.retry_at = None;
-        self.probe = None;
+        self.probe_at = None;
+        self.retry_backoff.reset();
+        self.probe_backoff.reset();
         verdict
     }
 
     pub fn failed(&mut self, now: Instant) -> Verdict {
         self.failures += 1;
         let failures = self.failures;
-        if let Some(p) = self.probe {
-            let every = (p.every * 2).min(self.policy.probe_max);
-            self.probe = Some(Probe { every, at: now + every });
-            return Verdict::StillQuarantined { failures, probe_at: now + every };
+        if self.probe_at.is_some() {
+            let probe_at = now + self.probe_backoff.next_delay(no_jitter);
+            self.probe_at = Some(probe_at);
+            return Verdict::StillQuarantined { failures, probe_at };
         }
         if failures >= self.policy.quarantine_after {
-            let every = self.policy.probe_first.min(self.policy.probe_max);
+            let probe_at = now + self.probe_backoff.next_delay(no_jitter);
             self.retry_at = None;
-            self.probe = Some(Probe { every, at: now + every });
-            return Verdict::Quarantined { failures, probe_at: now + every };
+            self.probe_at = Some(probe_at);
+            return Verdict::Quarantined { failures, probe_at };
         }
-        let backoff = (self.policy.retry_first * 2u32.saturating_pow(failures - 1)).min(self.interval);
-        self.retry_at = Some(now + backoff);
-        Verdict::Retry { failures, at: now + backoff }
+        let at = now + self.retry_backoff.next_delay(no_jitter);
+        self.retry_at = Some(at);
+        Verdict::Retry { failures, at }
     }
 }
 

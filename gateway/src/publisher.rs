@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, ClientError, Event, EventLoop, Incoming, LastWill, Outgoing, QoS, Request};
+use telemetry::backoff::{os_random, Backoff};
 pub use telemetry::status::{BirthDevice, DeviceStatus, GatewayStatus, SpoolReport};
 use telemetry::{Reading, Topic, Topics};
 use tokio::sync::watch;
@@ -371,13 +372,15 @@ impl Publisher {
     }
 }
 
-/// The longest wait between two connection attempts.
+/// The first and the longest wait between two connection attempts.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Polls the event loop until `stop`, reconnecting with exponential backoff (rumqttc has none
-/// of its own). Never waits on anything but the event loop and its backoff.
+/// Polls the event loop until `stop`, reconnecting with exponential backoff, jittered so that
+/// many gateways cut off by one broker restart do not all come back at once (rumqttc has no
+/// backoff of its own). Never waits on anything but the event loop and its backoff.
 pub async fn drive(mut eventloop: EventLoop, publisher: Publisher, mut stop: watch::Receiver<bool>) {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     let mut outage = false;
     let mut down_since: Option<tokio::time::Instant> = None;
     loop {
@@ -399,7 +402,7 @@ pub async fn drive(mut eventloop: EventLoop, publisher: Publisher, mut stop: wat
         };
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
-                backoff = Duration::from_millis(200);
+                backoff.reset();
                 let generation = publisher.connected(outage);
                 match down_since.take() {
                     Some(t) => tracing::info!(
@@ -433,18 +436,18 @@ pub async fn drive(mut eventloop: EventLoop, publisher: Publisher, mut stop: wat
             Ok(_) => {}
             Err(e) => {
                 publisher.connection_lost(&mut eventloop);
+                let wait = backoff.next_delay(os_random);
                 if !outage {
                     tracing::warn!("MQTT broker unreachable: {e}; readings are spooled until it is back");
                 } else {
-                    tracing::debug!("MQTT connection: {e}; retrying in {backoff:?}");
+                    tracing::debug!("MQTT connection: {e}; retrying in {wait:?}");
                 }
                 outage = true;
                 down_since.get_or_insert_with(tokio::time::Instant::now);
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stop.changed() => return,
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }

@@ -14,16 +14,18 @@
 //! records are also kept in memory ([`crate::recent`]), so the sender reads what was just
 //! appended without file work and knows its topic without decoding it.
 //!
-//! One process per spool folder: a `lock` file holds the owner's pid and is taken over only
-//! when that process is gone (after a crash).
+//! One process per spool folder: [`telemetry::spool::FolderLock`], an exclusive lock on the
+//! folder's `lock` file, held while the spool is open and released by the system when the
+//! process dies, so a crash leaves nothing to clean up.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, TryLockError};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
-use telemetry::spool::{ByteSize, PendingSync, Spool, SpoolConfig, SpoolError, WhenFull};
+use telemetry::spool::{
+    ByteSize, FolderLock, LockError, PendingSync, Spool, SpoolConfig, SpoolError, WhenFull,
+};
 use tokio::sync::{watch, Notify};
 
 use crate::recent::Recent;
@@ -113,10 +115,10 @@ impl SpoolSettings {
 pub enum OpenError {
     #[error(transparent)]
     Spool(#[from] SpoolError),
-    #[error("spool {dir}: in use by process {pid} (one gateway per spool folder)")]
-    InUse { dir: String, pid: u32 },
-    #[error("spool {dir}: {why}")]
-    Lock { dir: String, why: std::io::Error },
+    #[error("spool {dir}: in use by {holder} (one gateway per spool folder)")]
+    InUse { dir: String, holder: String },
+    #[error("spool {0}")]
+    Lock(LockError),
 }
 
 pub use telemetry::status::SpoolCounters;
@@ -188,7 +190,7 @@ struct Inner {
     room: Notify,
     /// The newest records and the sender's position; locked after `spool` when both are.
     recent: Mutex<Recent>,
-    _lock: DirLock,
+    _lock: FolderLock,
 }
 
 /// Appends under the spool's lock and keeps the record in memory too.
@@ -221,9 +223,10 @@ pub struct SpoolHandle(Arc<Inner>);
 impl SpoolHandle {
     /// Opens (or creates) the spool in `dir`, recovering from a crash. Blocking.
     pub fn open(dir: &Path, cfg: SpoolConfig) -> Result<SpoolHandle, OpenError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|why| OpenError::Lock { dir: dir.display().to_string(), why })?;
-        let lock = DirLock::take(dir)?;
+        let lock = FolderLock::take(dir).map_err(|e| match e {
+            LockError::InUse { dir, holder } => OpenError::InUse { dir, holder },
+            e => OpenError::Lock(e),
+        })?;
         let guarded = Guarded { spool: Spool::open(dir, cfg)?, unsynced_since: None, unwritten_since: None };
         let acked = guarded.spool.acked();
         Ok(SpoolHandle(Arc::new(Inner {
@@ -452,51 +455,6 @@ pub async fn keep(spool: SpoolHandle, mut stop: watch::Receiver<bool>) {
                 return;
             }
         }
-    }
-}
-
-/// Folders locked by this process (a pid file alone cannot tell our own lock from a stale
-/// one left by an earlier process that had our pid).
-fn held() -> &'static Mutex<BTreeSet<PathBuf>> {
-    static HELD: OnceLock<Mutex<BTreeSet<PathBuf>>> = OnceLock::new();
-    HELD.get_or_init(Default::default)
-}
-
-/// The `lock` file of a spool folder, removed on drop.
-struct DirLock {
-    path: PathBuf,
-    key: PathBuf,
-}
-
-impl DirLock {
-    fn take(dir: &Path) -> Result<DirLock, OpenError> {
-        let key = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-        let path = dir.join("lock");
-        let me = std::process::id();
-        let mut held = held().lock().unwrap_or_else(|e| e.into_inner());
-        if held.contains(&key) {
-            return Err(OpenError::InUse { dir: dir.display().to_string(), pid: me });
-        }
-        if let Some(pid) = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
-            let alive = pid != me && Path::new(&format!("/proc/{pid}")).exists();
-            if alive {
-                return Err(OpenError::InUse { dir: dir.display().to_string(), pid });
-            }
-            tracing::info!("spool {}: taking over the lock of process {pid}, which is gone", dir.display());
-        }
-        let lock_error = |why| OpenError::Lock { dir: dir.display().to_string(), why };
-        let tmp = dir.join("lock.tmp");
-        std::fs::write(&tmp, format!("{me}\n")).map_err(lock_error)?;
-        std::fs::rename(&tmp, &path).map_err(lock_error)?;
-        held.insert(key.clone());
-        Ok(DirLock { path, key })
-    }
-}
-
-impl Drop for DirLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        held().lock().unwrap_or_else(|e| e.into_inner()).remove(&self.key);
     }
 }
 

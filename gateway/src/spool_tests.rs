@@ -53,13 +53,14 @@ fn appends_are_written_out_once_the_oldest_has_waited_flush_every() {
 }
 
 #[tokio::test]
-async fn one_process_per_folder_and_a_stale_lock_is_taken_over() {
+async fn one_spool_per_folder_and_a_lock_file_left_behind_is_taken_over() {
     let dir = temp("lock");
     let a = SpoolHandle::open(&dir, SpoolConfig::default()).unwrap();
     let err = SpoolHandle::open(&dir, SpoolConfig::default()).err().unwrap();
     assert!(matches!(err, OpenError::InUse { .. }), "{err}");
+    assert!(err.to_string().contains(&dir.display().to_string()), "{err}");
     drop(a);
-    // A lock left by a process that is gone (pid far above any real one).
+    // The file of a process that is gone: no lock on it.
     std::fs::write(dir.join("lock"), "4000000000\n").unwrap();
     let b = SpoolHandle::open(&dir, SpoolConfig::default()).unwrap();
     let mut stop = watch::channel(false).1;

@@ -1,105 +1,38 @@
 //! InfluxDB line protocol, millisecond precision. Measurement = equipment kind; tags = device,
 //! gateway (and town when known); fields = the reading's values. Alert transitions go to the
-//! `alert` measurement.
+//! `alert` measurement. Escaping is [`telemetry::line_protocol`]'s.
 
-use std::fmt::Write;
+use telemetry::line_protocol::{line, FieldValue};
+use telemetry::{AlertMessage, AlertStatus, Reading};
 
-use telemetry::{AlertMessage, AlertStatus, Reading, Value};
-
-/// Escapes a measurement name: commas and spaces.
-fn measurement(out: &mut String, s: &str) {
-    for c in s.chars() {
-        if matches!(c, ',' | ' ') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-}
-
-/// Escapes a tag key, tag value or field key: commas, equals signs and spaces.
-fn key(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            ',' | '=' | ' ' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\n' | '\r' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-}
-
-fn string_field(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-fn field_value(out: &mut String, v: &Value) {
-    match v {
-        Value::Bool(b) => out.push_str(if *b { "t" } else { "f" }),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}i");
-        }
-        // `{:?}` keeps a decimal point (1.0, not 1), so the field stays a float in InfluxDB.
-        Value::Float(f) => {
-            let _ = write!(out, "{f:?}");
-        }
-        Value::Text(s) => string_field(out, s),
-    }
-}
-
-/// Appends one line for `reading` (none when it carries no values).
+/// Appends one line for `reading` (none when it carries no values that can be written).
 pub fn push_reading(out: &mut String, reading: &Reading, town: Option<&str>) {
-    let mut values = reading.values.iter().filter(|(_, v)| !matches!(v, Value::Float(f) if !f.is_finite()));
-    let Some(first) = values.next() else { return };
-    measurement(out, &reading.kind);
-    out.push_str(",device=");
-    key(out, &reading.device);
-    out.push_str(",gateway=");
-    key(out, &reading.gateway);
+    let mut tags = line(out, &reading.kind).tag("device", &reading.device).tag("gateway", &reading.gateway);
     if let Some(town) = town {
-        out.push_str(",town=");
-        key(out, town);
+        tags = tags.tag("town", town);
     }
-    out.push(' ');
-    for (i, (name, value)) in std::iter::once(first).chain(values).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        key(out, name);
-        out.push('=');
-        field_value(out, value);
+    let mut values = reading.values.iter();
+    let Some((name, value)) = values.next() else { return };
+    let mut fields = tags.field(name, value);
+    for (name, value) in values {
+        fields = fields.field(name, value);
     }
-    let _ = writeln!(out, " {}", reading.ts_ms);
+    fields.end(reading.ts_ms);
 }
 
 /// Appends one `alert` line for a transition: `firing` is 1 while firing, 0 once resolved.
 pub fn push_alert(out: &mut String, alert: &AlertMessage) {
-    out.push_str("alert,rule=");
-    key(out, &alert.rule);
-    out.push_str(",device=");
-    key(out, &alert.device);
-    out.push_str(",gateway=");
-    key(out, &alert.gateway);
-    out.push_str(",kind=");
-    key(out, &alert.kind);
-    out.push_str(",severity=");
-    key(out, &alert.severity);
     let firing = matches!(alert.status, AlertStatus::Firing) as i64;
-    let _ = write!(out, " firing={firing}i,active_at={}i,summary=", alert.active_at);
-    string_field(out, &alert.summary);
-    let _ = writeln!(out, " {}", alert.ts);
+    line(out, "alert")
+        .tag("rule", &alert.rule)
+        .tag("device", &alert.device)
+        .tag("gateway", &alert.gateway)
+        .tag("kind", &alert.kind)
+        .tag("severity", &alert.severity)
+        .field("firing", FieldValue::Int(firing))
+        .field("active_at", FieldValue::Int(alert.active_at))
+        .field("summary", alert.summary.as_str())
+        .end(alert.ts);
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ const START: i64 = 1_795_000_000_000;
 /// One reading of device `i` of `kind` in poll `round`; every 50th device is in fault.
 fn reading(kind: &str, i: usize, round: u64) -> Reading {
     let ts = START + round as i64 * 1_000 + (i % 1_000) as i64;
-    let fault = i % 50 == 0 && round % 20 >= 10;
+    let fault = i.is_multiple_of(50) && round % 20 >= 10;
     let x = (i as f64 * 0.37 + round as f64 * 0.11).sin();
     let mut r = Reading::new(&format!("gw-{:03}", i / 100), &format!("{kind}-{i:05}"), kind, 1, round, ts);
     let mut set = |name: &str, v: Value| {

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
+use telemetry::line_protocol::{parse_line, FieldValue};
 use telemetry::{AlertMessage, AlertStatus, Reading, Value};
 
 use crate::Engine;
@@ -81,81 +82,29 @@ pub fn parse(text: &str, format: Format) -> (Vec<Reading>, Vec<BadLine>) {
     (readings, bad)
 }
 
-/// Splits at `sep` outside quotes and not escaped with `\`.
-fn split_unescaped(s: &str, sep: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut quoted, mut escaped) = (0, false, false);
-    for (i, c) in s.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '"' => quoted = !quoted,
-            c if c == sep && !quoted => {
-                parts.push(&s[start..i]);
-                start = i + c.len_utf8();
-            }
-            _ => {}
-        }
-    }
-    parts.push(&s[start..]);
-    parts
-}
-
-fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            out.extend(chars.next());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn field_value(raw: &str) -> Result<Value, String> {
-    if let Some(text) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-        return Ok(Value::Text(unescape(text)));
-    }
-    match raw {
-        "t" | "T" | "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
-        "f" | "F" | "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
-        _ => {}
-    }
-    if let Some(int) = raw.strip_suffix('i').or_else(|| raw.strip_suffix('u')) {
-        return int.parse().map(Value::Int).map_err(|_| format!("`{raw}` is not an integer"));
-    }
-    raw.parse().map(Value::Float).map_err(|_| format!("`{raw}` is not a value"))
+fn value(field: &FieldValue<'_>) -> Result<Value, String> {
+    Ok(match field {
+        FieldValue::Float(f) => Value::Float(*f),
+        FieldValue::Int(i) => Value::Int(*i),
+        FieldValue::UInt(u) => Value::Int(i64::try_from(*u).map_err(|_| format!("`{u}u` is too large"))?),
+        FieldValue::Bool(b) => Value::Bool(*b),
+        FieldValue::Str(s) => Value::Text(s.to_string()),
+    })
 }
 
 /// One line of line protocol with a millisecond timestamp; `None` for the measurements ingest
 /// writes besides readings (`alert`, `inspection`).
 pub fn line_protocol(line: &str) -> Result<Option<Reading>, String> {
-    let sections = split_unescaped(line, ' ');
-    let [head, fields, ts] = sections.as_slice() else {
-        return Err("expected `kind,tags fields timestamp_ms`".into());
-    };
-    let mut head = split_unescaped(head, ',').into_iter();
-    let kind = unescape(head.next().unwrap_or_default());
-    if kind == "alert" || kind == "inspection" {
+    let parsed = parse_line(line).map_err(|e| e.to_string())?;
+    if parsed.measurement == "alert" || parsed.measurement == "inspection" {
         return Ok(None);
     }
-    let (mut device, mut gateway) = (None, String::new());
-    for tag in head {
-        let Some((k, v)) = tag.split_once('=') else { return Err(format!("tag `{tag}` has no `=`")) };
-        match k {
-            "device" => device = Some(unescape(v)),
-            "gateway" => gateway = unescape(v),
-            _ => {}
-        }
-    }
-    let device = device.ok_or("no device tag")?;
-    let ts: i64 = ts.parse().map_err(|_| format!("timestamp `{ts}` is not an integer (ms)"))?;
-    let mut reading = Reading::new(&gateway, &device, &kind, 0, 0, ts);
-    for field in split_unescaped(fields, ',') {
-        let Some((k, v)) = field.split_once('=') else { return Err(format!("field `{field}` has no `=`")) };
-        reading.values.insert(unescape(k), field_value(v)?);
+    let tag = |name: &str| parsed.tags.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let device = tag("device").ok_or("no device tag")?;
+    let ts = parsed.timestamp.ok_or("no timestamp (ms)")?;
+    let mut reading = Reading::new(tag("gateway").unwrap_or_default(), device, &parsed.measurement, 0, 0, ts);
+    for (k, v) in &parsed.fields {
+        reading.values.insert(k.clone(), value(v)?);
     }
     Ok(Some(reading))
 }

@@ -11,6 +11,9 @@
 //! - [`profile`]: device profiles, the register maps gateway polls by and rules are checked
 //!   against; [`builtin_profiles`]: the shipped ones, compiled in.
 //! - [`mqtt`]: the `[mqtt]` config section every MQTT client of the project reads.
+//! - [`line_protocol`]: InfluxDB line protocol, the one encoder ingest and the rules' reports
+//!   write with, and the parser `rules backtest` reads recorded files with.
+//! - [`backoff`]: how long to wait before trying again, doubling, capped, with jitter.
 //! - [`spool`]: the crash-safe disk queue both sides use (the gateway's spool, ingest's WAL).
 //! - [`service`] (feature `service`): what the binaries share: version, logs, one-line errors,
 //!   the stop signal, config files with environment overrides, rumqttc options.
@@ -19,8 +22,10 @@
 //! contract can link it.
 
 pub mod alert;
+pub mod backoff;
 pub mod builtin_profiles;
 pub mod codec;
+pub mod line_protocol;
 pub mod mqtt;
 pub mod profile;
 pub mod reading;

@@ -9,7 +9,6 @@
 //! WAL only once its reading is written. A crash loses nothing acknowledged: the broker
 //! redelivers what was not, and the WAL replays what was not written.
 
-mod backoff;
 mod commands;
 mod mqtt;
 mod persist;
@@ -18,7 +17,7 @@ mod writer;
 use std::sync::{Arc, Mutex};
 
 use rumqttc::AsyncClient;
-use telemetry::spool::{Spool, SpoolConfig, WhenFull};
+use telemetry::spool::{FolderLock, LockError, Spool, SpoolConfig, WhenFull};
 use telemetry::{AlertMessage, Topics};
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -99,6 +98,13 @@ pub fn load_rules(cfg: &IngestConfig) -> Result<rules::RuleSet, RunError> {
 /// Runs ingest until `shutdown` turns true; then writes what the WAL holds (one attempt) and
 /// leaves the rest there for the next start.
 pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool>) -> Result<(), RunError> {
+    // First: a second ingest on the same WAL (and so the same state) stops before touching either.
+    let _wal_lock = FolderLock::take(&cfg.wal.dir).map_err(|e| match e {
+        LockError::InUse { dir, holder } => {
+            RunError::Wal(format!("{dir}: in use by {holder} (one ingest per WAL folder)"))
+        }
+        e => RunError::Wal(e.to_string()),
+    })?;
     let engine = rules::Engine::new(load_rules(&cfg)?);
     tracing::info!("loaded {} rules", engine.rules().len());
     hooks.metrics.rules_loaded.store(engine.rules().len() as u64, std::sync::atomic::Ordering::Relaxed);

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Publish, QoS};
+use telemetry::backoff::{os_random, Backoff};
 use telemetry::spool::{Spool, SpoolError};
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -83,7 +84,9 @@ fn record_of(received_at: i64, p: &Publish, max_message: usize) -> Vec<u8> {
 }
 
 /// Polls the event loop: subscribes on every new session, forwards publishes, reconnects
-/// with backoff (rumqttc has none of its own): [`super::backoff`], at most 5 s, jittered.
+/// with backoff (rumqttc has none of its own): from 200 ms, doubling, at most 5 s, jittered, so
+/// that several ingest instances cut off by the same broker restart do not all come back at once
+/// and a broker not up yet at start is found within 5 s.
 pub async fn drive(
     mut eventloop: EventLoop,
     client: AsyncClient,
@@ -92,7 +95,7 @@ pub async fn drive(
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = super::backoff::Backoff::default();
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let event = tokio::select! {
             e = eventloop.poll() => e,
@@ -106,7 +109,7 @@ pub async fn drive(
         };
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
-                backoff.connected();
+                backoff.reset();
                 metrics.mqtt_connected.store(true, Ordering::Relaxed);
                 tracing::info!("connected to the MQTT broker (session present: {})", ack.session_present);
                 if ack.session_present {
@@ -135,7 +138,7 @@ pub async fn drive(
             Err(e) => {
                 metrics.mqtt_connected.store(false, Ordering::Relaxed);
                 metrics.subscribed.store(false, Ordering::Relaxed);
-                let wait = backoff.failed(super::backoff::jitter());
+                let wait = backoff.next_delay(os_random);
                 tracing::warn!("MQTT connection: {e}; retrying in {wait:?}");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -171,7 +174,7 @@ pub async fn receive(
             }
         }
         let now = telemetry::now_ms();
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         loop {
             let result = tokio::task::block_in_place(|| {
                 let mut wal = wal.lock().map_err(|_| "the WAL lock is poisoned".to_string())?;
@@ -186,12 +189,12 @@ pub async fn receive(
                 }
                 Err(e) => {
                     // Full or failing: hold the acks; the broker keeps the messages meanwhile.
-                    tracing::warn!("WAL: {e}; retrying in {backoff:?}");
+                    let wait = backoff.next_delay(os_random);
+                    tracing::warn!("WAL: {e}; retrying in {wait:?}");
                     if *shutdown.borrow() {
                         return;
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(wait).await;
                 }
             }
         }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use rumqttc::{AsyncClient, QoS};
+use telemetry::backoff::{os_random, Backoff};
 use telemetry::spool::Spool;
 use telemetry::{AlertMessage, AlertStatus, Topic, Topics};
 use tokio::sync::{watch, Notify};
@@ -285,7 +286,8 @@ impl Writer {
     ) -> bool {
         let mut todo: Vec<std::ops::Range<usize>> = Vec::new();
         todo.push(0..batch.chunks.len());
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        let mut failing = false;
         while let Some(range) = todo.pop() {
             let body: String = batch.chunks[range.clone()].iter().map(|(_, l)| l.as_str()).collect();
             if body.is_empty() {
@@ -299,14 +301,14 @@ impl Writer {
             let m = &self.hooks.metrics;
             match result {
                 Ok(()) => {
-                    if backoff > Duration::from_millis(100) {
+                    if std::mem::take(&mut failing) {
                         tracing::info!("the TSDB takes writes again");
                     }
                     m.writes_failing_since_ms.store(0, Ordering::Relaxed);
                     m.write_batches.fetch_add(1, Ordering::Relaxed);
                     m.write_seconds_total_micros
                         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                 }
                 Err(SinkError::Rejected(why)) if range.len() > 1 => {
                     let mid = range.start + range.len() / 2;
@@ -340,9 +342,11 @@ impl Writer {
                     if *shutdown.borrow() {
                         return false;
                     }
-                    tracing::warn!("{e}; retrying in {backoff:?}");
+                    failing = true;
+                    let wait = backoff.next_delay(os_random);
+                    tracing::warn!("{e}; retrying in {wait:?}");
                     todo.push(range);
-                    let wait = tokio::time::sleep(backoff);
+                    let wait = tokio::time::sleep(wait);
                     tokio::pin!(wait);
                     loop {
                         tokio::select! {
@@ -354,7 +358,6 @@ impl Writer {
                             }
                         }
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
         }

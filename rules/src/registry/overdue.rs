@@ -9,6 +9,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
+use telemetry::line_protocol::{line, FieldValue};
+
 use super::{Registry, Unit};
 use crate::date::Date;
 use crate::inspection::{self, Schedule};
@@ -92,16 +94,6 @@ fn town(unit: &Unit) -> &str {
     }
 }
 
-/// A line-protocol tag value: `,`, `=` and spaces escaped.
-fn tag(out: &mut String, value: &str) {
-    for c in value.chars() {
-        if matches!(c, ',' | '=' | ' ') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-}
-
 impl Registry {
     /// The overdue rate on `today`: one pass over the units.
     pub fn overdue_rate(&self, today: Date) -> OverdueReport {
@@ -153,19 +145,16 @@ impl OverdueReport {
             .chain(self.by_town.iter().map(|(town, t)| (town.as_str(), "all", t)))
             .chain(self.by_kind.iter().map(|(kind, t)| ("all", kind.as_str(), t)))
             .chain(std::iter::once(("all", "all", &self.total)));
+        let int = |n: u64| FieldValue::Int(i64::try_from(n).unwrap_or(i64::MAX));
         for (town, kind, t) in rows {
-            out.push_str("inspection,town=");
-            tag(&mut out, town);
-            out.push_str(",kind=");
-            tag(&mut out, kind);
-            let _ = writeln!(
-                out,
-                " registered={}i,overdue={}i,unscheduled={}i,rate={} {ts_ms}",
-                t.registered,
-                t.overdue,
-                t.unscheduled,
-                t.rate()
-            );
+            line(&mut out, "inspection")
+                .tag("town", town)
+                .tag("kind", kind)
+                .field("registered", int(t.registered))
+                .field("overdue", int(t.overdue))
+                .field("unscheduled", int(t.unscheduled))
+                .field("rate", FieldValue::Float(t.rate()))
+                .end(ts_ms);
         }
         out
     }

@@ -170,7 +170,7 @@ fn the_overdue_rate_by_town_and_kind() {
     odd.by_kind.clear();
     odd.by_town = BTreeMap::from([("a b,c=d".to_string(), t(1, 0, 0))]);
     assert!(odd.to_line_protocol(0).starts_with(
-        "inspection,town=a\\ b\\,c\\=d,kind=all registered=1i,overdue=0i,unscheduled=0i,rate=0 0\n"
+        "inspection,town=a\\ b\\,c\\=d,kind=all registered=1i,overdue=0i,unscheduled=0i,rate=0.0 0\n"
     ));
     let text = report.render();
     assert!(

@@ -12,7 +12,10 @@
 //!
 //! On open, a torn record at the end of the newest segment (a crash mid-write) is cut off, and
 //! records whose checksum fails are skipped and counted, never returned.
+//!
+//! One process per folder: the owner takes a [`FolderLock`] (`folder_lock.rs`) before opening.
 
+mod folder_lock;
 mod ledger;
 mod segment;
 
@@ -21,6 +24,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+pub use folder_lock::{FolderLock, LockError, LOCK_FILE};
 use ledger::Ledger;
 use segment::{Segment, HEADER};
 

@@ -185,7 +185,7 @@ impl Segment {
                 return Err(e);
             }
         }
-        if (id - self.first_id) as usize % INDEX_EVERY == 0 {
+        if ((id - self.first_id) as usize).is_multiple_of(INDEX_EVERY) {
             self.index.push((id, self.bytes));
         }
         self.bytes += (HEADER + payload.len()) as u64;

@@ -38,7 +38,7 @@ impl Checker<'_> {
     /// A duration of whole days, at least one.
     fn days(&mut self, s: &Spanned<String>, key: &str) -> Option<i64> {
         let d: Duration = self.duration(s, key)?;
-        if d.as_secs() < DAY_SECS || d.as_secs() % DAY_SECS != 0 || d.subsec_nanos() != 0 {
+        if d.as_secs() < DAY_SECS || !d.as_secs().is_multiple_of(DAY_SECS) || d.subsec_nanos() != 0 {
             self.at(
                 s.span().start,
                 format!("{key}: `{}` must be whole days (`30d`), at least one", s.get_ref()),
