@@ -15,7 +15,7 @@
 //! overdue past the escalation.
 
 use crate::date::Date;
-use crate::registry::Unit;
+use crate::unit::Unit;
 
 /// What falls due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -11,7 +11,7 @@
 //!   rewritten into variables at parse time, per-device sample series, aggregates.
 //! - [`alert`]: one alert's state machine (inactive, pending, firing), stepped at reading time.
 //! - [`registry`]: the equipment registry (CSV) to units and their `device.…` attributes; the
-//!   overdue rate; a synthetic city-sized registry.
+//!   overdue rate; a synthetic city-sized registry. [`unit`]: one registered device (a row).
 //! - [`inspection`]: inspection, verification and service-life due dates per kind and
 //!   regulation, and where a due date stands on a day ([`date`]: civil-date arithmetic).
 //! - [`engine`]: all rules over all devices: picks the rules of a reading's kind, steps their
@@ -39,6 +39,7 @@ pub mod rule_file;
 pub mod template;
 #[cfg(test)]
 mod test_support;
+pub mod unit;
 pub mod unit_test;
 pub mod window;
 

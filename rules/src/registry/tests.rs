@@ -1,6 +1,8 @@
 use super::overdue::{standing, Standing};
 use super::synthetic::{generate, Options, DONGGUAN_TOWNS};
 use super::*;
+use crate::date::Date;
+use std::collections::BTreeMap;
 
 const GOOD: &str = "\
 device,kind,registration_code,name,town,address,commissioned,last_inspection,next_inspection,rated_pressure_mpa,dn_mm,model,public
