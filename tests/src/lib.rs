@@ -110,7 +110,32 @@ fn find_program(name: &str, install: &str) -> PathBuf {
     );
 }
 
-/// A real Mosquitto broker on a free port.
+/// The shipped broker config, `deploy/mosquitto/mosquitto.conf`, with its listener on
+/// loopback `port` and its state in `state`: every setting that keeps messages is the shipped one.
+pub fn broker_config(port: u16, state: &Path) -> String {
+    let shipped = include_str!("../../deploy/mosquitto/mosquitto.conf");
+    let (mut listener, mut location) = (false, false);
+    let mut text = String::new();
+    for line in shipped.lines() {
+        if line.starts_with("listener ") {
+            listener = true;
+            text.push_str(&format!("listener {port} 127.0.0.1\n"));
+        } else if line.starts_with("persistence_location ") {
+            location = true;
+            text.push_str(&format!("persistence_location {}/\n", state.display()));
+        } else {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    assert!(
+        listener && location,
+        "deploy/mosquitto/mosquitto.conf lost its listener or persistence_location line"
+    );
+    text
+}
+
+/// A real Mosquitto broker on a free port, configured as shipped ([`broker_config`]).
 pub struct Mosquitto {
     pub port: u16,
     pub proc: Proc,
@@ -120,17 +145,14 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start(dir: &Path) -> Mosquitto {
+        Mosquitto::start_with(dir, |shipped| shipped)
+    }
+
+    /// Starts a broker on a changed shipped config (to show what a setting is for).
+    pub fn start_with(dir: &Path, change: impl FnOnce(String) -> String) -> Mosquitto {
         let port = free_port();
         let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
-                 max_inflight_messages 1000\nmax_queued_messages 100000\n",
-                dir.display()
-            ),
-        )
-        .expect("mosquitto.conf");
+        std::fs::write(&conf, change(broker_config(port, dir))).expect("mosquitto.conf");
         let proc = Self::spawn(&conf, dir);
         wait_for_port(port, "mosquitto to listen");
         Mosquitto { port, proc, conf, dir: dir.to_path_buf() }

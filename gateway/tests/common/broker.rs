@@ -113,15 +113,7 @@ impl Mosquitto {
         std::fs::create_dir_all(&state).unwrap();
         // Started as root, mosquitto drops to its own user, which must be able to save here.
         std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
-                 max_inflight_messages 1000\nmax_queued_messages 100000\n",
-                state.display()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&conf, system_tests::broker_config(port, &state)).unwrap();
         let mut m = Mosquitto { port, conf, dir: dir.to_path_buf(), proc: None };
         m.start_again();
         m
