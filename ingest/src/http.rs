@@ -1,4 +1,4 @@
-//! The HTTP side of ingest: `/metrics` (Prometheus text format), `/healthz` (the process
+//! The HTTP side of ingest: `/metrics` (Prometheus text format 0.0.4), `/healthz` (the process
 //! answers), `/readyz` (200 "ready", or 503 with the reasons of [`crate::health`]). With a
 //! console configured, all but `/healthz` need a login or a token (`console::api`).
 
@@ -22,7 +22,7 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
 }
 
 pub(crate) async fn render(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], m.render(telemetry::now_ms()))
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], m.render(telemetry::now_ms()))
 }
 
 pub(crate) async fn ready(State(m): State<Arc<Metrics>>) -> impl IntoResponse {

@@ -15,7 +15,8 @@
 //! - [`sink`]: the InfluxDB v2 write API (influxdb2 crate), or rotated line-protocol files.
 //! - [`notify`]: alert notifications (webhooks, WeCom, DingTalk, Feishu, e-mail), grouped and
 //!   delivered once through a durable outbox.
-//! - [`metrics`] and [`http`]: `/metrics`, `/healthz`, `/readyz`; [`health`] decides readiness.
+//! - [`metrics`] and [`http`]: `/metrics` (encoded by the prometheus-client crate), `/healthz`,
+//!   `/readyz`; [`health`] decides readiness.
 //! - [`redact`]: secrets (URL query tokens, passwords) out of logs, errors and the outbox.
 //! - [`console`]: the web console and its JSON API (login, alerts, acknowledgements, silences,
 //!   inspections, overdue rate, status, live events), beside `/metrics`.

@@ -1,16 +1,18 @@
 //! Where batches of line protocol go: an InfluxDB v2 write endpoint, or rotated files.
 //!
 //! `write` returns only once the batch is durable there (the server answered 204, or the file
-//! is synced), because the caller acknowledges the MQTT messages right after.
+//! is synced), because the caller acknowledges the MQTT messages right after. Each attempt's
+//! duration goes into the histogram given with `timed_by` (`ingest_write_duration_seconds`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use influxdb2::api::write::TimestampPrecision;
 use influxdb2::{Client, ClientBuilder, RequestError};
 
 use crate::config::{FilesConfig, TsdbConfig};
+use crate::metrics::WriteDuration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -32,7 +34,7 @@ impl SinkError {
 
 /// Where readings are written.
 pub enum Sink {
-    Tsdb(TsdbWriter),
+    Tsdb(Box<TsdbWriter>),
     /// Rotated line-protocol files (the embedded default).
     Files,
 }
@@ -42,6 +44,7 @@ pub struct TsdbWriter {
     org: String,
     bucket: String,
     gzip: bool,
+    write_duration: WriteDuration,
 }
 
 impl TsdbWriter {
@@ -59,11 +62,18 @@ impl TsdbWriter {
         let client = ClientBuilder::with_builder(http, &cfg.url, &cfg.org, &cfg.token)
             .build()
             .map_err(|e| format!("tsdb client: {e}"))?;
-        Ok(TsdbWriter { client, org: cfg.org.clone(), bucket: cfg.bucket.clone(), gzip: cfg.gzip })
+        let (org, bucket) = (cfg.org.clone(), cfg.bucket.clone());
+        Ok(TsdbWriter { client, org, bucket, gzip: cfg.gzip, write_duration: WriteDuration::default() })
+    }
+
+    /// Observes every write's duration, failed ones included, into `histogram`.
+    pub fn timed_by(self, histogram: WriteDuration) -> Self {
+        TsdbWriter { write_duration: histogram, ..self }
     }
 
     pub async fn write(&self, body: &str) -> Result<(), SinkError> {
         let bytes = if self.gzip { gzip(body.as_bytes()) } else { body.as_bytes().to_vec() };
+        let started = Instant::now();
         let result = self
             .client
             .write_line_protocol_with_precision(
@@ -73,6 +83,7 @@ impl TsdbWriter {
                 TimestampPrecision::Milliseconds,
             )
             .await;
+        self.write_duration.observe(started.elapsed());
         match result {
             Ok(()) => Ok(()),
             // 5xx and 429: the server is unwell or busy. 401 and 403: a token problem an operator
@@ -110,12 +121,18 @@ fn url_check(url: &str) -> Result<(), String> {
 pub struct LineFiles {
     cfg: FilesConfig,
     current: Option<(PathBuf, std::fs::File, SystemTime, u64)>,
+    write_duration: WriteDuration,
 }
 
 impl LineFiles {
     pub fn new(cfg: &FilesConfig) -> Result<LineFiles, SinkError> {
         std::fs::create_dir_all(&cfg.dir).map_err(|source| io(&cfg.dir, source))?;
-        Ok(LineFiles { cfg: cfg.clone(), current: None })
+        Ok(LineFiles { cfg: cfg.clone(), current: None, write_duration: WriteDuration::default() })
+    }
+
+    /// Observes every write's duration, failed ones included, into `histogram`.
+    pub fn timed_by(self, histogram: WriteDuration) -> Self {
+        LineFiles { write_duration: histogram, ..self }
     }
 
     pub fn dir(&self) -> &Path {
@@ -127,6 +144,13 @@ impl LineFiles {
     }
 
     pub fn write(&mut self, body: &str, now: SystemTime) -> Result<(), SinkError> {
+        let started = Instant::now();
+        let result = self.append(body, now);
+        self.write_duration.observe(started.elapsed());
+        result
+    }
+
+    fn append(&mut self, body: &str, now: SystemTime) -> Result<(), SinkError> {
         let rotate = match &self.current {
             None => true,
             Some((_, _, opened, bytes)) => {
@@ -196,6 +220,28 @@ mod tests {
             .unwrap()
             .starts_with("readings-2027-01-15T08-00-00.000Z"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn each_file_write_is_observed_in_the_write_duration_histogram() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg =
+            FilesConfig { dir: dir.path().to_path_buf(), rotate_bytes: 1 << 20, rotate_every: Duration::MAX };
+        let metrics = crate::metrics::Metrics::default();
+        let mut files = LineFiles::new(&cfg).unwrap().timed_by(metrics.write_duration.clone());
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        files.write("a 1\n", t0).unwrap();
+        files.write("b 2\n", t0).unwrap();
+        let text = metrics.render(0);
+        assert!(text.contains("\ningest_write_duration_seconds_count 2\n"), "{text}");
+        let inf = "\ningest_write_duration_seconds_bucket{le=\"+Inf\"} 2\n";
+        assert!(text.contains(inf), "{text}");
+        let bounds: Vec<f64> = (text.lines())
+            .filter_map(|l| l.strip_prefix("ingest_write_duration_seconds_bucket{le=\""))
+            .filter_map(|l| l.split('"').next()?.parse().ok())
+            .filter(|b: &f64| b.is_finite())
+            .collect();
+        assert_eq!(bounds, crate::metrics::WRITE_DURATION_BUCKETS, "{text}");
     }
 
     #[test]

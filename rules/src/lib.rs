@@ -18,8 +18,8 @@
 //!   alerts, renders messages ([`template`]; numbers to their unit's decimals: [`number`]) and returns the transitions; `tick` gives it the
 //!   host's time for the no-data rules and, over the registry, the inspection rules.
 //! - [`engine`] also holds the alert lifecycle (acknowledge, silences, maintenance inhibition,
-//!   reminders, flapping), state snapshots, `replace_rules` for hot reload, and forgetting idle
-//!   devices that no alert needs.
+//!   reminders, flapping), state snapshots, `replace_rules` for hot reload, forgetting idle
+//!   devices that no alert needs, and each rule's evaluation errors (`rule_errors`).
 //! - [`backtest`]: recorded readings (line protocol, JSON lines) replayed on a virtual clock.
 //! - [`profiles`]: `rules check`: the point names and kinds rules use against gateway profiles
 //!   (the built-in ones of `telemetry`, or a folder).

@@ -91,6 +91,14 @@ fn alert_gauges_count_the_engines_state_across_a_crash_and_every_metric_passes_p
     let build = text.lines().find(|l| l.starts_with("ingest_build_info{")).expect("ingest_build_info");
     assert!(build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))), "{build}");
     assert!(build.ends_with("} 1") && !build.contains("commit=\"\""), "{build}");
+    let sample =
+        |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok());
+    assert!(sample("ingest_write_duration_seconds_count").is_some_and(|n| n >= 1.0), "{text}");
+    assert_eq!(
+        sample("ingest_write_duration_seconds_bucket{le=\"+Inf\"}"),
+        sample("ingest_write_duration_seconds_count")
+    );
+    assert_eq!(sample("ingest_rule_errors_total{rule=\"boiler.over_pressure\"}"), Some(0.0), "{text}");
 
     // After a crash the gauge comes from the restored state: still 1, not 0 (nothing fired
     // since the start) and never negative when the alert resolves.

@@ -205,6 +205,18 @@ pub struct RulesStatus {
     pub failures: u64,
     pub last_reload_at: Option<i64>,
     pub error: Option<String>,
+    /// The loaded rules whose conditions gave no answer since ingest started, most errors first.
+    pub eval_errors: Vec<RuleEvalErrors>,
+}
+
+/// One rule's evaluation errors, as `ingest_rule_errors_total{rule}` counts them.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleEvalErrors {
+    pub rule: String,
+    pub count: u64,
+    /// The newest error's text (refreshed at most once a minute), and its reading time.
+    pub last_error: Option<String>,
+    pub last_error_at: i64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -226,7 +238,23 @@ pub fn rules_status(m: &Metrics) -> RulesStatus {
         failures: m.rules_reload_failures.load(Ordering::Relaxed),
         last_reload_at: (last > 0).then_some(last),
         error: m.rules_last_error.lock().ok().and_then(|e| e.clone()),
+        eval_errors: eval_errors(m),
     }
+}
+
+fn eval_errors(m: &Metrics) -> Vec<RuleEvalErrors> {
+    let Ok(all) = m.rule_errors.lock() else { return Vec::new() };
+    let mut failing: Vec<RuleEvalErrors> = (all.iter())
+        .filter(|(_, e)| e.count > 0)
+        .map(|(rule, e)| RuleEvalErrors {
+            rule: rule.clone(),
+            count: e.count,
+            last_error: e.last_error.clone(),
+            last_error_at: e.last_error_at,
+        })
+        .collect();
+    failing.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.rule.cmp(&b.rule)));
+    failing
 }
 
 pub fn status(p: &Pipeline, m: &Metrics, now: i64, offline_after_ms: i64) -> Status {
@@ -302,5 +330,26 @@ mod tests {
         assert!(s.devices[..3].iter().all(|d| !d.online) && s.devices[3..].iter().all(|d| d.online));
         let even = s.gateways.iter().find(|g| g.gateway == "gw-even").unwrap();
         assert_eq!((even.devices, even.devices_online, even.online), (503, 501, true));
+    }
+
+    #[test]
+    fn rules_status_lists_the_failing_rules_most_errors_first_with_their_newest_error() {
+        let m = Metrics::default();
+        let failed = |count, text: &str| rules::engine::RuleErrors {
+            count,
+            last_error: Some(text.to_string()),
+            last_error_at: 5_000,
+        };
+        *m.rule_errors.lock().unwrap() = vec![
+            ("a.fine".to_string(), Default::default()),
+            ("b.once".to_string(), failed(1, "b1: no such key")),
+            ("c.often".to_string(), failed(7, "b2: no such overload")),
+        ];
+        let s = rules_status(&m);
+        let listed: Vec<(&str, u64)> = s.eval_errors.iter().map(|e| (e.rule.as_str(), e.count)).collect();
+        assert_eq!(listed, [("c.often", 7), ("b.once", 1)]);
+        assert_eq!(s.eval_errors[0].last_error.as_deref(), Some("b2: no such overload"));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["eval_errors"][1]["last_error_at"], 5_000);
     }
 }

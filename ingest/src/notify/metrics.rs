@@ -1,7 +1,8 @@
-//! Counters of the notifier, appended to ingest's `/metrics`. Names are stable.
+//! Counters of the notifier, part of ingest's `/metrics`. Names are stable.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::metrics::Families;
 
 #[derive(Debug, Default)]
 pub struct NotifyMetrics {
@@ -17,69 +18,48 @@ pub struct NotifyMetrics {
 }
 
 impl NotifyMetrics {
-    /// Appends the Prometheus text lines.
-    pub fn render(&self, out: &mut String) {
+    /// Adds the notifier's series to a scrape.
+    pub(crate) fn describe(&self, f: &mut Families) {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let lines: [(&str, &str, &str, u64); 6] = [
-            (
-                "ingest_notify_alerts_enqueued_total",
-                "counter",
-                "Alerts queued for a receiver.",
-                g(&self.enqueued),
-            ),
-            (
-                "ingest_notify_notifications_delivered_total",
-                "counter",
-                "Notifications a receiver accepted.",
-                g(&self.delivered_notifications),
-            ),
-            (
-                "ingest_notify_alerts_delivered_total",
-                "counter",
-                "Alerts in delivered notifications.",
-                g(&self.delivered_alerts),
-            ),
-            (
-                "ingest_notify_failed_attempts_total",
-                "counter",
-                "Delivery attempts that failed (retried with backoff).",
-                g(&self.failed_attempts),
-            ),
-            (
-                "ingest_notify_queue_depth",
-                "gauge",
-                "Alerts queued and not yet delivered.",
-                g(&self.queue_depth),
-            ),
-            (
-                "ingest_notify_outbox_errors_total",
-                "counter",
-                "Errors reading or writing the notification outbox.",
-                g(&self.outbox_errors),
-            ),
-        ];
-        for (name, kind, help, value) in lines {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-        }
+        f.counter("ingest_notify_alerts_enqueued_total", "Alerts queued for a receiver.", g(&self.enqueued));
+        f.counter(
+            "ingest_notify_notifications_delivered_total",
+            "Notifications a receiver accepted.",
+            g(&self.delivered_notifications),
+        );
+        f.counter(
+            "ingest_notify_alerts_delivered_total",
+            "Alerts in delivered notifications.",
+            g(&self.delivered_alerts),
+        );
+        f.counter(
+            "ingest_notify_failed_attempts_total",
+            "Delivery attempts that failed (retried with backoff).",
+            g(&self.failed_attempts),
+        );
+        f.gauge("ingest_notify_queue_depth", "Alerts queued and not yet delivered.", g(&self.queue_depth));
+        f.counter(
+            "ingest_notify_outbox_errors_total",
+            "Errors reading or writing the notification outbox.",
+            g(&self.outbox_errors),
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::metrics::Metrics;
 
     #[test]
-    fn renders_text_format() {
-        let m = NotifyMetrics::default();
-        m.delivered_alerts.store(500, Ordering::Relaxed);
-        let mut out = String::from("ingest_up 1\n");
-        m.render(&mut out);
-        assert!(out.starts_with("ingest_up 1\n"));
-        assert!(out.contains("\ningest_notify_alerts_delivered_total 500\n"), "{out}");
-        assert!(out.contains("# TYPE ingest_notify_queue_depth gauge\n"), "{out}");
-        for line in out.lines().filter(|l| !l.starts_with('#')) {
-            let (name, value) = line.rsplit_once(' ').unwrap();
-            assert!(name.starts_with("ingest_") && value.parse::<f64>().is_ok(), "{line}");
-        }
+    fn the_notifier_series_are_in_ingests_text() {
+        let notify = Arc::new(NotifyMetrics::default());
+        notify.delivered_alerts.store(500, Ordering::Relaxed);
+        let text = Metrics { notify, ..Default::default() }.render(0);
+        assert!(text.contains("\ningest_notify_alerts_delivered_total 500\n"), "{text}");
+        assert!(text.contains("# TYPE ingest_notify_queue_depth gauge\n"), "{text}");
+        assert!(text.contains("# TYPE ingest_notify_outbox_errors_total counter\n"), "{text}");
     }
 }

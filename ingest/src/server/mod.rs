@@ -150,9 +150,11 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
         Some((c, side)) => (Some(c), Some(side)),
         None => (None, None),
     };
+    let write_duration = hooks.metrics.write_duration.clone();
     let files = LineFiles::new(&cfg.files).map_err(|e| RunError::Sink(e.to_string()))?;
+    let files = files.timed_by(write_duration.clone());
     let sink = match &cfg.tsdb {
-        Some(t) => Sink::Tsdb(TsdbWriter::new(t).map_err(RunError::Sink)?),
+        Some(t) => Sink::Tsdb(Box::new(TsdbWriter::new(t).map_err(RunError::Sink)?.timed_by(write_duration))),
         None => Sink::Files,
     };
     let wal_cfg = SpoolConfig {

@@ -440,7 +440,7 @@ impl Writer {
         m.alerts_resolved_total.store(s.alerts_resolved, Ordering::Relaxed);
         let e = pipeline.engine().stats();
         m.rule_evaluations.store(e.evaluations, Ordering::Relaxed);
-        m.rule_errors.store(e.eval_errors, Ordering::Relaxed);
+        m.set_rule_errors(pipeline.engine().rule_errors());
         m.devices_evicted.store(e.devices_evicted, Ordering::Relaxed);
         m.devices_tracked.store(pipeline.engine().tracked_devices() as u64, Ordering::Relaxed);
         if let Ok(w) = self.wal.lock() {

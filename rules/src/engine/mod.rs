@@ -28,6 +28,7 @@ use crate::window::Series;
 use inspection::Schedules;
 use lifecycle::Lifecycle;
 use plan::KindPlan;
+use rule_errors::no_answer;
 
 pub use census::Firing;
 pub use inspection::REGISTRY_GATEWAY;
@@ -35,6 +36,7 @@ pub use inspection::{InspectionAlert, InspectionSnapshot};
 pub use lifecycle::{
     Ack, LifecycleDefaults, LifecycleError, Matchers, Silence, Tracked, FLAPPING_MARK, REMINDER_MARK,
 };
+pub use rule_errors::{RuleErrors, ERROR_TEXT_EVERY_MS};
 pub use snapshot::{
     AlertSnapshot, DeviceSnapshot, EngineSnapshot, FlapSnapshot, GatewaySnapshot, SnapshotError,
     WindowSnapshot, SNAPSHOT_VERSION,
@@ -46,6 +48,7 @@ mod inspection;
 mod lifecycle;
 mod no_data;
 mod plan;
+mod rule_errors;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -150,6 +153,7 @@ pub struct Engine {
     /// The newest time `tick` was given.
     now: Option<Ts>,
     stats: EngineStats,
+    rule_errors: rule_errors::ErrorsByRule,
     /// Alert id (`{id}`, or `{id}.{code name}` of a per_code rule) to rule index.
     alert_rules: HashMap<String, usize>,
     lifecycle: Lifecycle,
@@ -316,6 +320,7 @@ impl Engine {
             utc_offset_ms: CHINA_UTC_OFFSET_MS,
             now: None,
             stats: EngineStats::default(),
+            rule_errors: Default::default(),
             alert_rules: HashMap::new(),
             lifecycle: Lifecycle::default(),
             lifecycle_defaults: LifecycleDefaults::default(),
@@ -362,6 +367,11 @@ impl Engine {
 
     pub fn stats(&self) -> EngineStats {
         self.stats
+    }
+
+    /// Every loaded rule's evaluation errors, in the rules' order.
+    pub fn rule_errors(&self) -> impl Iterator<Item = (&str, &RuleErrors)> {
+        self.rule_errors.of(&self.rules.rules)
     }
 
     /// Sets a device's attributes (`device.rated_pressure_mpa` in conditions), over its
@@ -467,7 +477,11 @@ impl Engine {
             let Some(signal) = &rule.signal else { continue };
             self.stats.evaluations += 1;
             let maintained = self.evaluator.check(signal, &bindings);
-            self.stats.eval_errors += u64::from(maintained.is_none());
+            if maintained.is_none() {
+                self.stats.eval_errors += 1;
+                let text = || no_answer(&self.evaluator, reading, signal, &bindings);
+                self.rule_errors.record(i, ts, text);
+            }
             self.schedules.saw(&reading.device, ts, maintained == Some(true));
         }
         for &i in &plan.inhibits {
@@ -482,7 +496,11 @@ impl Engine {
                     }
                 },
                 // A reading without the signal: the latest answer stands.
-                None => self.stats.eval_errors += 1,
+                None => {
+                    self.stats.eval_errors += 1;
+                    self.rule_errors
+                        .record(i, ts, || no_answer(&self.evaluator, reading, inhibit, &bindings));
+                }
             }
         }
         let maintenance = &device.maintenance;
@@ -501,15 +519,18 @@ impl Engine {
                     let firing = slot(&device.alerts, &key)
                         .is_some_and(|s| matches!(s.alert.state, AlertState::Firing { .. }));
                     self.stats.evaluations += 1;
-                    let observed = match (clear, firing) {
-                        (Some(clear), true) => self.evaluator.check(clear, &bindings).map(|c| (!c, c)),
-                        _ => self.evaluator.check(when, &bindings).map(|m| (m, !m)),
+                    let (condition, clearing) = match (clear, firing) {
+                        (Some(clear), true) => (clear, true),
+                        _ => (when, false),
                     };
-                    let Some((matched, cleared)) = observed else {
+                    let Some(answer) = self.evaluator.check(condition, &bindings) else {
                         // No answer is not an answer: the alert stays as it is.
                         self.stats.eval_errors += 1;
+                        self.rule_errors
+                            .record(i, ts, || no_answer(&self.evaluator, reading, condition, &bindings));
                         continue;
                     };
+                    let (matched, cleared) = if clearing { (!answer, answer) } else { (answer, !answer) };
                     // In maintenance: nothing new goes pending or fires; a firing alert may clear.
                     let matched = matched && !inhibited(rule);
                     if let Some((t, _)) = step_slot(&mut device.alerts, key, matched, cleared, rule, ts, None)
@@ -521,6 +542,9 @@ impl Engine {
                     self.stats.evaluations += 1;
                     let Some(value) = reading.values.get(&codes.point).and_then(integer) else {
                         self.stats.eval_errors += 1;
+                        let text =
+                            || format!("{}: `{}` is missing or not an integer", reading.device, codes.point);
+                        self.rule_errors.record(i, ts, text);
                         continue;
                     };
                     let active = active(codes, matches!(rule.rule_type, RuleType::Bits(_)), value);

@@ -280,6 +280,7 @@ impl Engine {
     /// are returned. Inspection rules are evaluated again at the next tick.
     pub fn replace_rules(&mut self, rules: RuleSet) -> Vec<AlertMessage> {
         let snapshot = self.snapshot();
+        self.rule_errors.reindex(&self.rules.rules, &rules.rules);
         self.rules = rules;
         self.plans.clear();
         self.index_alerts();

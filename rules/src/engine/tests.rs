@@ -284,3 +284,35 @@ fn the_engine_can_move_to_another_thread() {
     fn send_and_sync<T: Send + Sync>() {}
     send_and_sync::<Engine>();
 }
+
+#[test]
+fn evaluation_errors_are_counted_per_rule_with_the_newest_text_and_kept_by_id_across_a_reload() {
+    let mut e = engine(&format!("{OVER_PRESSURE_RULE}{FAULT_CODE_AND_BITS_RULES}"));
+    let no_pressure = Reading::new("gw", "b1", "boiler", 1, 1, 1_000).with_error("pressure_mpa", "timeout");
+    e.process(&no_pressure);
+    e.process(&boiler("b1", 2_000, 1.0));
+    let words = Reading::new("gw", "b2", "boiler", 1, 1, 3_000).with_value("pressure_mpa", "high");
+    e.process(&words);
+    let errors = |e: &Engine, id: &str| e.rule_errors().find(|(r, _)| *r == id).map(|(_, x)| x.clone());
+    let over = errors(&e, "boiler.over_pressure").unwrap();
+    assert_eq!(over.count, 2);
+    let text = over.last_error.unwrap();
+    assert!(text.starts_with("b1: "), "the first text stands within a minute: {text}");
+    let later = Reading::new("gw", "b2", "boiler", 1, 2, 3_000 + ERROR_TEXT_EVERY_MS)
+        .with_value("pressure_mpa", "high");
+    e.process(&later);
+    let over = errors(&e, "boiler.over_pressure").unwrap();
+    assert_eq!(over.count, 3);
+    assert!(over.last_error.as_deref().unwrap().starts_with("b2: "), "{over:?}");
+    let total: u64 = e.rule_errors().map(|(_, x)| x.count).sum();
+    assert_eq!(e.stats().eval_errors, total);
+    let clean = errors(&e, "elevator.passenger_trapped").unwrap();
+    assert_eq!(clean, RuleErrors::default(), "a loaded rule without errors is listed at 0");
+
+    let reordered = format!("{FAULT_CODE_AND_BITS_RULES}{OVER_PRESSURE_RULE}");
+    e.replace_rules(crate::RuleSet::parse("r.toml", &reordered).unwrap());
+    assert_eq!(errors(&e, "boiler.over_pressure").unwrap().count, 3, "kept by id, not by index");
+    e.replace_rules(crate::RuleSet::parse("r.toml", FAULT_CODE_AND_BITS_RULES).unwrap());
+    assert!(errors(&e, "boiler.over_pressure").is_none(), "only loaded rules are listed");
+    assert_eq!(e.rule_errors().count(), e.rules().len());
+}

@@ -731,6 +731,13 @@
     const err = $('#rules-error');
     err.textContent = rules.error || '';
     err.hidden = !rules.error;
+    // Rules whose conditions gave no answer (ingest_rule_errors_total), most errors first.
+    const failing = rules.eval_errors || [];
+    const evalErrors = $('#rules-eval-errors');
+    evalErrors.textContent = failing
+      .map((e) => `${e.rule}: ${t('status.evalErrors', { n: fmtNum(e.count) })}${e.last_error ? ` · ${e.last_error}` : ''}`)
+      .join('\n');
+    evalErrors.hidden = failing.length === 0;
 
     const gws = [...(s.gateways || [])].sort((a, b) => (a.online - b.online) || String(a.gateway).localeCompare(b.gateway));
     const devs = s.devices || [];
