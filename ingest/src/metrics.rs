@@ -16,6 +16,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use rules::engine::RuleErrors;
 
+use crate::notify::NotifyMetrics;
+
 /// The `Content-Type` of `/metrics`.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
@@ -190,7 +192,7 @@ impl Metrics {
             "Console logins refused (wrong user or password).",
             g(&self.console_failed_logins),
         );
-        self.notify.describe(&mut f);
+        describe_notify(&self.notify, &mut f);
         f.gauge("ingest_registry_units", "Units in the equipment registry.", g(&self.registry_units));
         f.gauge("ingest_registry_bad_rows", "Registry rows skipped as invalid.", g(&self.registry_bad_rows));
         f.gauge("ingest_mqtt_connected", "1 while connected to the broker.", up(&self.mqtt_connected));
@@ -230,6 +232,33 @@ impl Metrics {
 
 /// The Prometheus client libraries' standard process metrics, from /proc (Linux; left out
 /// elsewhere): what a soak watches, on every dashboard.
+/// Adds the notifier's series to a scrape.
+fn describe_notify(n: &NotifyMetrics, f: &mut Families) {
+    let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    f.counter("ingest_notify_alerts_enqueued_total", "Alerts queued for a receiver.", g(&n.enqueued));
+    f.counter(
+        "ingest_notify_notifications_delivered_total",
+        "Notifications a receiver accepted.",
+        g(&n.delivered_notifications),
+    );
+    f.counter(
+        "ingest_notify_alerts_delivered_total",
+        "Alerts in delivered notifications.",
+        g(&n.delivered_alerts),
+    );
+    f.counter(
+        "ingest_notify_failed_attempts_total",
+        "Delivery attempts that failed (retried with backoff).",
+        g(&n.failed_attempts),
+    );
+    f.gauge("ingest_notify_queue_depth", "Alerts queued and not yet delivered.", g(&n.queue_depth));
+    f.counter(
+        "ingest_notify_outbox_errors_total",
+        "Errors reading or writing the notification outbox.",
+        g(&n.outbox_errors),
+    );
+}
+
 fn describe_process(f: &mut Families) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kib = |field: &str| {
@@ -433,5 +462,15 @@ summary = "low water"
         assert_eq!(value(&text, "ingest_write_duration_seconds_count"), Some(2.0), "{text}");
         let buckets = text.lines().filter(|l| l.starts_with("ingest_write_duration_seconds_bucket")).count();
         assert_eq!(buckets, WRITE_DURATION_BUCKETS.len() + 1);
+    }
+
+    #[test]
+    fn the_notifier_series_are_in_ingests_text() {
+        let notify = std::sync::Arc::new(NotifyMetrics::default());
+        notify.delivered_alerts.store(500, Ordering::Relaxed);
+        let text = Metrics { notify, ..Default::default() }.render(0);
+        assert!(text.contains("\ningest_notify_alerts_delivered_total 500\n"), "{text}");
+        assert!(text.contains("# TYPE ingest_notify_queue_depth gauge\n"), "{text}");
+        assert!(text.contains("# TYPE ingest_notify_outbox_errors_total counter\n"), "{text}");
     }
 }
