@@ -11,89 +11,35 @@
 //! costs its neighbours at most one timeout per probe and never a poll (a poll delayed by less
 //! than its interval is still made). Each device also keeps its own request plan
 //! ([`crate::narrow`]), narrowed around the points it refuses.
+//!
+//! [`run_line`] is the async shell: it sleeps, opens, polls and publishes. The decisions are
+//! pure steps with the time passed in: [`device`] books a poll's outcome (status, health,
+//! schedule) and [`line_gate`] holds a line that failed to open until its backoff is over.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::Arc;
+use std::future::Future;
 use std::time::Duration;
 
-use telemetry::backoff::{os_random, Backoff};
+use telemetry::backoff::os_random;
+use telemetry::now_ms;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::config::{Device, Line};
-use crate::health::{Health, HealthPolicy, Verdict};
-use crate::narrow::DevicePlan;
+use crate::config::Line;
+use crate::health::{HealthPolicy, Verdict};
 pub use crate::poll::{poll_device, poll_planned, PollError, PollTally};
-use crate::profile::fmt_duration;
-use crate::publisher::{DeviceStatus, Publisher};
-use crate::register::Sink;
-use crate::schedule::{connect_pause_left, GroupStatus, Schedule};
+use crate::publisher::Publisher;
+use crate::schedule::connect_pause_left;
 pub use crate::transport::{connect, open, ConnectError, Connection, TransportError};
-use crate::values::{Layout, Values};
 
-use telemetry::now_ms;
+mod device;
+mod line_gate;
+#[cfg(test)]
+mod tests;
 
-struct DeviceState {
-    device: Device,
-    /// Per point group: its requests, narrowed around the points the device refuses.
-    plans: Vec<DevicePlan>,
-    schedule: Schedule,
-    health: Health,
-    seq: u64,
-    /// The connection (by number) this device was last polled on, for `pause_after_connect`.
-    polled_on: u64,
-    status: DeviceStatus,
-    status_sent: Option<Instant>,
-    /// The telemetry topic, built once.
-    topic: String,
-    /// Which of the line's [`Values`] (one per profile) this device's polls fill.
-    values: usize,
-}
-
-impl DeviceState {
-    fn due(&self) -> Instant {
-        self.health.due(self.schedule.next_slot())
-    }
-
-    /// `device elev-1 (unit 3) on line tcp-1`
-    fn name(&self, line: &str) -> String {
-        format!("device {} (unit {}) on line {line}", self.device.config.id, self.device.config.unit)
-    }
-
-    /// The per-group counters, when the device has more than one group.
-    fn group_status(&self) -> Vec<GroupStatus> {
-        if self.schedule.groups.len() < 2 {
-            return Vec::new();
-        }
-        self.schedule
-            .groups
-            .iter()
-            .zip(&self.device.groups)
-            .zip(&self.plans)
-            .map(|((slot, group), plan)| GroupStatus {
-                interval: fmt_duration(group.interval),
-                points: group.points.len(),
-                requests: plan.requests.len(),
-                polls: slot.polls,
-                overruns: slot.overruns,
-            })
-            .collect()
-    }
-}
-
-/// The first wait before opening a line again after it failed to open; doubled each time,
-/// jittered, so gateways whose lines share a serial server do not retry in step.
-const LINE_RETRY_FIRST: Duration = Duration::from_millis(500);
-const LINE_RETRY_MAX: Duration = Duration::from_secs(30);
-
-/// A line that could not be opened.
-struct LineDown {
-    why: String,
-    since: Instant,
-    backoff: Backoff,
-    retry_at: Instant,
-}
+use device::{line_devices, DeviceState, PollOutcome};
+use line_gate::LineGate;
 
 /// How the bus reports.
 #[derive(Clone, Copy, Debug)]
@@ -108,41 +54,27 @@ pub async fn run_line(
     line: Line,
     publisher: Publisher,
     options: BusOptions,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
+    let (link, cfg) = (line.link.clone(), line.config.clone());
+    run_line_on(line, || open(&link, &cfg), publisher, options, shutdown).await
+}
+
+/// [`run_line`], opening the line's connection with `open_line`.
+async fn run_line_on<F, Fut>(
+    line: Line,
+    mut open_line: F,
+    publisher: Publisher,
+    options: BusOptions,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Connection, ConnectError>>,
+{
     let cfg = line.config.clone();
-    let link = line.link.clone();
-    let n = line.devices.len().max(1) as u32;
     let start = Instant::now();
-    // The values of the poll under way, one per profile: the line polls one device at a time,
-    // so its devices of a profile share slots allocated once.
-    let mut by_profile: Vec<(Arc<crate::profile::Profile>, Values)> = Vec::new();
-    let mut devices: Vec<DeviceState> = line
-        .devices
-        .into_iter()
-        .enumerate()
-        .map(|(i, device)| {
-            let intervals: Vec<Duration> = device.groups.iter().map(|g| g.interval).collect();
-            let values =
-                by_profile.iter().position(|(p, _)| Arc::ptr_eq(p, &device.profile)).unwrap_or_else(|| {
-                    let layout = Arc::new(Layout::new(&device.profile));
-                    by_profile.push((device.profile.clone(), Values::new(layout)));
-                    by_profile.len() - 1
-                });
-            DeviceState {
-                topic: publisher.topic_of_device(&device.config.id),
-                values,
-                schedule: Schedule::new(&intervals, device.config.interval, i as u32, n, start),
-                plans: device.groups.iter().map(|g| DevicePlan::from_requests(g.plan.clone())).collect(),
-                health: Health::new(options.policy, device.config.interval),
-                status: DeviceStatus { unit: device.config.unit, ..DeviceStatus::default() },
-                device,
-                seq: 0,
-                polled_on: 0,
-                status_sent: None,
-            }
-        })
-        .collect();
+    let (mut devices, mut by_profile) =
+        line_devices(line.devices, options.policy, |id| publisher.topic_of_device(id), start);
     if devices.is_empty() {
         return;
     }
@@ -150,7 +82,7 @@ pub async fn run_line(
     // When the connection was opened, and its number (for `pause_after_connect`).
     let mut connected_at = start;
     let mut connection = 0u64;
-    let mut line_down: Option<LineDown> = None;
+    let mut gate = LineGate::default();
     // The devices by when they are due (the first of the line's order among equals). Only the
     // device just polled changes its due time: it goes back in after its poll.
     let mut queue: BinaryHeap<Reverse<(Instant, usize)>> =
@@ -173,62 +105,34 @@ pub async fn run_line(
         // The groups whose slot has come (a regular poll counts the slots the line was too
         // busy to make), or those a retry or probe owes.
         let groups = d.schedule.take(now, on_schedule);
-
-        let ts = now_ms();
-        let started = Instant::now();
+        let mut outcome = PollOutcome { ts_ms: now_ms(), ..PollOutcome::default() };
         values.clear();
-        let mut transport_error: Option<String> = None;
-        let mut tally = PollTally::default();
         // A line that cannot be opened is the line's failure, not the device's: its devices
         // are not quarantined for it, and it is tried again with its own backoff.
-        let mut line_failure = false;
         if ctx.is_none() {
-            let first = groups.iter().find_map(|&g| d.plans[g].requests.first());
-            let not_read = match first {
-                Some(r) => {
-                    format!("{}: {} {}..{} not read", d.name(&cfg.name), r.table.name(), r.start, r.end())
-                }
-                None => format!("{}: not read", d.name(&cfg.name)),
-            };
-            match &line_down {
-                Some(down) if now < down.retry_at => {
-                    line_failure = true;
-                    transport_error = Some(format!("{not_read}: {}", down.why));
-                }
-                _ => match open(&link, &cfg).await {
+            if let Some(why) = gate.waiting(now) {
+                outcome.transport_error = Some(format!("{}: {why}", d.not_read(&groups, &cfg.name)));
+                outcome.line_down_until = gate.retry_at();
+            } else {
+                match open_line().await {
                     Ok(c) => {
-                        if let Some(down) = line_down.take() {
-                            tracing::info!(
-                                "line {}: open again after {:.1?}",
-                                cfg.name,
-                                down.since.elapsed()
-                            );
+                        connected_at = Instant::now();
+                        if let Some(down_for) = gate.opened(connected_at) {
+                            tracing::info!("line {}: open again after {down_for:.1?}", cfg.name);
                         }
                         ctx = Some(c);
-                        connected_at = Instant::now();
                         connection += 1;
                     }
                     Err(e) => {
-                        let why = e.to_string();
-                        // Once per distinct failure, not once per poll while the line is down.
-                        if line_down.as_ref().is_none_or(|down| down.why != why) {
+                        let (why, not_read) = (e.to_string(), d.not_read(&groups, &cfg.name));
+                        if gate.failed(why.clone(), Instant::now(), os_random) {
                             tracing::warn!("{not_read}: {why}; trying again with backoff");
                         }
-                        let (since, mut backoff) = match line_down.take() {
-                            Some(down) => (down.since, down.backoff),
-                            None => (Instant::now(), Backoff::new(LINE_RETRY_FIRST, LINE_RETRY_MAX)),
-                        };
-                        line_down = Some(LineDown {
-                            retry_at: Instant::now() + backoff.next_delay(os_random),
-                            backoff,
-                            why: why.clone(),
-                            since,
-                        });
                         d.status.transport_errors += 1;
-                        line_failure = true;
-                        transport_error = Some(format!("{not_read}: {why}"));
+                        outcome.transport_error = Some(format!("{not_read}: {why}"));
+                        outcome.line_down_until = gate.retry_at();
                     }
-                },
+                }
             }
         }
         if let Some(c) = ctx.as_mut() {
@@ -238,111 +142,67 @@ pub async fn run_line(
             }
             d.polled_on = connection;
             for &g in &groups {
-                let polled = poll_planned(c, &cfg, &d.device, &mut d.plans[g], values, &mut tally).await;
+                let polled =
+                    poll_planned(c, &cfg, &d.device, &mut d.plans[g], values, &mut outcome.tally).await;
                 if let Err(e) = polled {
                     tracing::warn!("{e}; reconnecting");
                     match e.cause {
                         TransportError::Timeout(_) => d.status.timeouts += 1,
                         _ => d.status.transport_errors += 1,
                     }
-                    transport_error = Some(e.to_string());
+                    outcome.transport_error = Some(e.to_string());
                     ctx = None;
                     break;
                 }
             }
         }
-
-        d.status.polls += 1;
-        d.status.exceptions += tally.exceptions;
-        d.status.ts = ts;
-        d.status.rtt_ms = started.elapsed().as_millis() as u64;
-        let before = (d.status.online, d.status.quarantined, d.status.bad_points.clone());
-        let failed = values.is_empty();
-        if failed {
-            d.status.failed_polls += 1;
-            d.status.online = false;
-            d.status.last_error = transport_error.or(tally.last_exception);
-        } else {
-            d.status.online = true;
-            if let Some(why) = transport_error {
-                for &g in &groups {
-                    for &i in &d.device.groups[g].points {
-                        if !values.has_point(i) {
-                            values.error_unless_known(&d.device.profile.points[i].name, || why.clone());
-                        }
-                    }
-                }
-                d.status.last_error = Some(why);
-            } else if let Some(why) = tally.last_exception {
-                d.status.last_error = Some(why);
+        outcome.rtt = now.elapsed();
+        outcome.failed = values.is_empty();
+        if !outcome.failed {
+            if let Some(why) = &outcome.transport_error {
+                d.mark_unread(&groups, values, why);
             }
             let seq = d.seq;
             d.seq += 1;
+            let ts = outcome.ts_ms;
             if let Err(e) = publisher.reading(&d.device, &d.topic, (seq, ts), values, &mut shutdown).await {
                 tracing::error!("{}: reading {seq} not spooled: {e}", d.name(&cfg.name));
             }
         }
         let now = Instant::now();
-        if line_failure {
-            if let Some(down) = &line_down {
-                d.health.postpone(down.retry_at);
-            }
-        }
-        let verdict = match (line_failure, failed) {
-            (true, _) => Verdict::Fine,
-            (false, true) => d.health.failed(now),
-            (false, false) => d.health.succeeded(),
-        };
-        match verdict {
-            Verdict::Fine => {}
-            Verdict::Recovered { failures, was_quarantined } => {
-                tracing::info!(
-                    "{}: answering again after {failures} failed polls{}",
-                    d.name(&cfg.name),
-                    if was_quarantined { "; out of quarantine" } else { "" }
-                );
-            }
-            Verdict::Retry { failures, at } => tracing::debug!(
-                "{}: failed poll {failures} ({}); retrying in {:?}",
-                d.name(&cfg.name),
-                d.status.last_error.as_deref().unwrap_or("no answer"),
-                at - now
-            ),
-            Verdict::Quarantined { failures, probe_at } => tracing::warn!(
-                "{}: quarantined after {failures} failed polls in a row (last: {}); probing in {:?}, then less \
-                 often, at most every {:?}",
-                d.name(&cfg.name),
-                d.status.last_error.as_deref().unwrap_or("no answer"),
-                probe_at - now,
-                options.policy.probe_max
-            ),
-            Verdict::StillQuarantined { failures, probe_at } => tracing::info!(
-                "{}: still failing ({failures} polls in a row: {}); next probe in {:?}",
-                d.name(&cfg.name),
-                d.status.last_error.as_deref().unwrap_or("no answer"),
-                probe_at - now
-            ),
-        }
-        d.schedule.polled(&groups, !failed, on_schedule, now);
-        d.status.overruns = d.schedule.overruns();
-        d.status.groups = d.group_status();
-        d.status.quarantined = d.health.is_quarantined();
-        d.status.next_probe_ms = d
-            .status
-            .quarantined
-            .then(|| now_ms() + d.due().saturating_duration_since(now).as_millis() as i64);
-        d.status.bad_points = d
-            .plans
-            .iter()
-            .flat_map(|plan| plan.bad.iter())
-            .map(|(&i, b)| (d.device.profile.points[i].name.clone(), b.why.clone()))
-            .collect();
-        let changed = before != (d.status.online, d.status.quarantined, d.status.bad_points.clone());
-        let status_due = d.status_sent.is_none_or(|t| t.elapsed() >= options.status_every);
-        if changed || status_due {
-            d.status_sent = Some(Instant::now());
+        let booked = d.record_poll(&groups, on_schedule, outcome, now, now_ms(), options.status_every);
+        log_verdict(d, &cfg.name, booked.verdict, now, options.policy);
+        if booked.publish_status {
             publisher.device_status(&d.device.config.id, &d.status);
         }
         queue.push(Reverse((d.due(), index)));
+    }
+}
+
+/// Logs what a poll changed in a device's health, once per change.
+fn log_verdict(d: &DeviceState, line: &str, verdict: Verdict, now: Instant, policy: HealthPolicy) {
+    let last_error = d.status.last_error.as_deref().unwrap_or("no answer");
+    match verdict {
+        Verdict::Fine => {}
+        Verdict::Recovered { failures, was_quarantined } => tracing::info!(
+            "{}: answering again after {failures} failed polls{}",
+            d.name(line),
+            if was_quarantined { "; out of quarantine" } else { "" }
+        ),
+        Verdict::Retry { failures, at } => {
+            tracing::debug!("{}: failed poll {failures} ({last_error}); retrying in {:?}", d.name(line), at - now)
+        }
+        Verdict::Quarantined { failures, probe_at } => tracing::warn!(
+            "{}: quarantined after {failures} failed polls in a row (last: {last_error}); probing in {:?}, then \
+             less often, at most every {:?}",
+            d.name(line),
+            probe_at - now,
+            policy.probe_max
+        ),
+        Verdict::StillQuarantined { failures, probe_at } => tracing::info!(
+            "{}: still failing ({failures} polls in a row: {last_error}); next probe in {:?}",
+            d.name(line),
+            probe_at - now
+        ),
     }
 }

@@ -16,7 +16,8 @@
 //!   or as a [`pipelined`] Modbus TCP connection ([`mbap`] frames, pure) with several reads in
 //!   flight; [`transport_error`]: why a line failed, either way.
 //! - [`bus`]: one task per line: connect, poll each device's point groups when due, keep its
-//!   health. [`schedule`]: each group's slots, staggered across devices, overruns. Pure.
+//!   health; a thin async shell around pure steps (booking a poll, a line's reopen backoff),
+//!   tested on a paused clock. [`schedule`]: each group's slots, staggered across devices, overruns. Pure.
 //! - [`poll`]: one poll of one device, narrowing refused requests on the spot.
 //! - [`health`]: retry backoff, quarantine and probing per device. Pure.
 //! - [`narrow`]: bisecting a refused request; a device's plan around its bad points. Pure.

@@ -3,7 +3,9 @@
 //! Module map, in the order data flows:
 //! - [`config`]: `ingest.toml` with `INGEST_*` env overrides; [`check`]: `ingest check`.
 //! - [`server`]: the async shell: MQTT with manual acks into a write-ahead log (a
-//!   `telemetry::spool`), and a writer that drains it to the sink.
+//!   `telemetry::spool`), and a writer that drains it to the sink; the writer's periodic jobs
+//!   (no-data tick, registry and rule file checks, overdue rate, snapshots) come due in a pure
+//!   schedule with the time passed in.
 //! - [`pipeline`]: the pure core: topic and payload in; line protocol, alert transitions or a
 //!   dead letter out. Hosts the [`rules`] engine and [`dedup`].
 //! - [`limits`]: the `[limits]` section: what one message may hold, and why it is refused.

@@ -8,10 +8,15 @@
 //! A message is acknowledged to the broker only once it is synced in the WAL, and leaves the
 //! WAL only once its reading is written. A crash loses nothing acknowledged: the broker
 //! redelivers what was not, and the WAL replays what was not written.
+//!
+//! The writer's periodic jobs are due when `timers` says, a pure schedule with the time passed
+//! in; `persist` saves the engine's state and reloads rule files; `commands` serves the
+//! console.
 
 mod commands;
 mod mqtt;
 mod persist;
+mod timers;
 mod writer;
 
 use std::sync::{Arc, Mutex};
@@ -225,7 +230,7 @@ pub async fn run(cfg: IngestConfig, hooks: Hooks, shutdown: watch::Receiver<bool
         state,
         processed: 0,
         saved: 0,
-        last_snapshot: std::time::Instant::now(),
+        timers: timers::Timers::new(timers::Periods::of(&cfg), tokio::time::Instant::now()),
         rules_watch: persist::RulesWatch::new(&cfg),
         wal: wal.clone(),
         sink,

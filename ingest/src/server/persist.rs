@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::watch;
 
@@ -11,16 +11,16 @@ use super::writer::{Batch, Writer};
 use crate::config::IngestConfig;
 use crate::pipeline::Pipeline;
 
-/// Watches the rule files (and the folders holding them) for changes.
+/// Watches the rule files (and the folders holding them) for changes; how often is
+/// [`super::timers::Timers`]' business.
 pub struct RulesWatch {
     cfg: IngestConfig,
     stamps: Vec<(PathBuf, Option<SystemTime>)>,
-    last_check: Instant,
 }
 
 impl RulesWatch {
     pub fn new(cfg: &IngestConfig) -> RulesWatch {
-        let mut w = RulesWatch { cfg: cfg.clone(), stamps: Vec::new(), last_check: Instant::now() };
+        let mut w = RulesWatch { cfg: cfg.clone(), stamps: Vec::new() };
         w.stamps = w.current();
         w
     }
@@ -35,13 +35,8 @@ impl RulesWatch {
             .collect()
     }
 
-    pub fn due(&self, every: Duration) -> bool {
-        !self.cfg.rules.files.is_empty() && self.last_check.elapsed() >= every
-    }
-
     /// True when a file was added, removed or modified since the last call.
     fn changed(&mut self) -> bool {
-        self.last_check = Instant::now();
         let now = self.current();
         let changed = now != self.stamps;
         self.stamps = now;
@@ -62,7 +57,7 @@ impl Writer {
                 tracing::error!("alert state: {e}");
                 return;
             }
-            self.last_snapshot = Instant::now();
+            self.timers.snapshot_saved(tokio::time::Instant::now());
         }
         if self.processed == 0 {
             return;

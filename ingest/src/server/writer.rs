@@ -4,18 +4,19 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use rumqttc::{AsyncClient, QoS};
 use telemetry::backoff::{os_random, Backoff};
 use telemetry::spool::Spool;
 use telemetry::{AlertMessage, AlertStatus, Topic, Topics};
 use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
 use super::mqtt::decode_record;
 use super::Hooks;
 use crate::config::IngestConfig;
-use crate::console::{InspectionRecord, WriterSide};
+use crate::console::{Command, InspectionRecord, WriterSide};
 use crate::metrics::Metrics;
 use crate::pipeline::{Outcome, Pipeline};
 use crate::registry::RegistryFile;
@@ -23,6 +24,7 @@ use crate::sink::{LineFiles, Sink, SinkError};
 use crate::state::StateStore;
 
 use super::persist::RulesWatch;
+use super::timers::{Job, Timers};
 
 /// Loads the registry file if it changed and installs it; bad rows are logged and skipped.
 pub fn reload(
@@ -61,9 +63,6 @@ fn write_failed(m: &Metrics, error: &str) {
 /// Inspection due dates are calendar days in China (UTC+8).
 const CHINA_STANDARD_TIME_MS: i64 = 8 * 3600 * 1000;
 
-/// How often the no-data rules are advanced.
-const TICK_EVERY: Duration = Duration::from_secs(1);
-
 pub struct Writer {
     pub cfg: IngestConfig,
     pub registry: Option<RegistryFile>,
@@ -73,7 +72,8 @@ pub struct Writer {
     pub processed: u64,
     /// The WAL position the last saved snapshot covers (the WAL is acknowledged through it).
     pub saved: u64,
-    pub last_snapshot: Instant,
+    /// When the periodic jobs and the next snapshot are due.
+    pub timers: Timers,
     pub rules_watch: RulesWatch,
     pub wal: Arc<Mutex<Spool>>,
     pub sink: Sink,
@@ -103,6 +103,34 @@ pub(super) struct Batch {
     pub wal_id: u64,
 }
 
+/// What ended the idle writer's wait.
+pub(super) enum Woken {
+    /// The receiver appended to the WAL.
+    Written,
+    /// Nothing came until the deadline.
+    Slept,
+    /// `shutdown` changed.
+    Shutdown,
+    /// Boxed: a command is large next to the other wake-ups.
+    Command(Box<Command>),
+}
+
+/// Waits for the receiver to append, for a console command, for `shutdown` to change, or
+/// until `until`, whichever comes first.
+pub(super) async fn wait_for_work(
+    written: &Notify,
+    until: Instant,
+    shutdown: &mut watch::Receiver<bool>,
+    console: &mut Option<WriterSide>,
+) -> Woken {
+    tokio::select! {
+        _ = written.notified() => Woken::Written,
+        _ = tokio::time::sleep_until(until) => Woken::Slept,
+        _ = shutdown.changed() => Woken::Shutdown,
+        Some(cmd) = super::commands::next_command(console) => Woken::Command(Box::new(cmd)),
+    }
+}
+
 impl Writer {
     pub async fn run(
         mut self,
@@ -110,30 +138,27 @@ impl Writer {
         written: Arc<Notify>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut last_flush = Instant::now();
-        let mut last_tick = Instant::now();
-        let mut last_registry_check = Instant::now();
-        let mut last_overdue_rate: Option<Instant> = None;
         self.count_alerts(&pipeline);
         loop {
             let stopping = *shutdown.borrow();
-            if last_tick.elapsed() >= TICK_EVERY && !stopping {
-                last_tick = Instant::now();
-                self.tick(&mut pipeline, &mut shutdown).await;
-                self.count_alerts(&pipeline);
-            }
-            if last_registry_check.elapsed() >= self.cfg.registry.check_every && !stopping {
-                last_registry_check = Instant::now();
-                self.reload_registry(&mut pipeline);
-            }
-            if self.rules_watch.due(self.cfg.rules.reload_check_every) && !stopping {
-                self.reload_rules(&mut pipeline, &mut shutdown).await;
-            }
-            let rate_due =
-                last_overdue_rate.is_none_or(|t| t.elapsed() >= self.cfg.registry.overdue_rate_every);
-            if rate_due && pipeline.registry().is_some() && !stopping {
-                last_overdue_rate = Some(Instant::now());
-                self.write_overdue_rate(&pipeline, &mut shutdown).await;
+            for job in self.timers.due(Instant::now()) {
+                if stopping {
+                    break;
+                }
+                if job == Job::OverdueRate && pipeline.registry().is_none() {
+                    // Computed over a registry: it waits for one.
+                    continue;
+                }
+                self.timers.ran(job, Instant::now());
+                match job {
+                    Job::Tick => {
+                        self.tick(&mut pipeline, &mut shutdown).await;
+                        self.count_alerts(&pipeline);
+                    }
+                    Job::RegistryCheck => self.reload_registry(&mut pipeline),
+                    Job::RulesCheck => self.reload_rules(&mut pipeline, &mut shutdown).await,
+                    Job::OverdueRate => self.write_overdue_rate(&pipeline, &mut shutdown).await,
+                }
             }
             loop {
                 let max = self.cfg.batch.max_readings;
@@ -185,11 +210,11 @@ impl Writer {
                     self.count_alerts(&pipeline);
                 }
                 self.processed = last_id;
-                if self.state.is_none() || self.last_snapshot.elapsed() >= self.cfg.state.snapshot_every {
+                if self.state.is_none() || self.timers.snapshot_due(Instant::now()) {
                     self.save_state(&pipeline);
                 }
                 self.update_metrics(&pipeline, batch.readings);
-                last_flush = Instant::now();
+                self.timers.flushed(Instant::now());
                 self.serve_waiting(&mut pipeline, &mut shutdown).await;
             }
             if stopping {
@@ -198,28 +223,28 @@ impl Writer {
             }
             // A stream that went quiet right after a batch still gets it acknowledged in the
             // WAL, once the snapshot is due, rather than at the next batch.
-            if self.processed > self.saved && self.last_snapshot.elapsed() >= self.cfg.state.snapshot_every {
+            if self.processed > self.saved && self.timers.snapshot_due(Instant::now()) {
                 self.save_state(&pipeline);
                 self.update_metrics(&pipeline, 0);
             }
             self.serve_waiting(&mut pipeline, &mut shutdown).await;
-            let flush_every = self.cfg.batch.flush_every;
-            tokio::select! {
-                _ = written.notified() => {}
-                _ = tokio::time::sleep(flush_every) => {}
-                _ = shutdown.changed() => continue,
-                Some(cmd) = super::commands::next_command(&mut self.console) => {
-                    self.serve(&mut pipeline, cmd, &mut shutdown).await;
+            let until = self.timers.next_wake(Instant::now());
+            match wait_for_work(&written, until, &mut shutdown, &mut self.console).await {
+                Woken::Written | Woken::Slept => {}
+                Woken::Shutdown => continue,
+                Woken::Command(cmd) => {
+                    self.serve(&mut pipeline, *cmd, &mut shutdown).await;
                     continue;
                 }
             }
             // Gather up to flush_every unless a full batch is already waiting.
             let pending = self.wal.lock().map(|w| w.pending()).unwrap_or(0);
-            let since = last_flush.elapsed();
-            if pending < self.cfg.batch.max_readings as u64 && since < self.cfg.batch.flush_every {
-                tokio::select! {
-                    _ = tokio::time::sleep(self.cfg.batch.flush_every - since) => {}
-                    _ = shutdown.changed() => {}
+            if pending < self.cfg.batch.max_readings as u64 {
+                if let Some(until) = self.timers.gather_until(Instant::now()) {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until) => {}
+                        _ = shutdown.changed() => {}
+                    }
                 }
             }
         }
@@ -450,5 +475,41 @@ impl Writer {
         if let Ok(mut stats) = self.hooks.stats.lock() {
             *stats = s.clone();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_writer_sleeps_until_its_deadline_unless_woken_sooner() {
+        let written = Arc::new(Notify::new());
+        let (stop, mut shutdown) = watch::channel(false);
+        let t0 = Instant::now();
+        let woken = wait_for_work(&written, t0 + MS(200), &mut shutdown, &mut None).await;
+        assert!(matches!(woken, Woken::Slept));
+        assert_eq!(Instant::now() - t0, MS(200), "exactly at the deadline, on virtual time");
+
+        let notify = written.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(MS(50)).await;
+            notify.notify_one();
+        });
+        let t1 = Instant::now();
+        let woken = wait_for_work(&written, t1 + MS(200), &mut shutdown, &mut None).await;
+        assert!(matches!(woken, Woken::Written));
+        assert_eq!(Instant::now() - t1, MS(50), "at the append");
+
+        tokio::spawn(async move {
+            tokio::time::sleep(MS(70)).await;
+            stop.send(true).unwrap();
+        });
+        let t2 = Instant::now();
+        let woken = wait_for_work(&written, t2 + MS(200), &mut shutdown, &mut None).await;
+        assert!(matches!(woken, Woken::Shutdown));
+        assert_eq!(Instant::now() - t2, MS(70));
     }
 }

@@ -2,6 +2,7 @@
 //! transitions it causes, stamped with the reading's time; [`Engine::tick`] tells the engine the
 //! host's time, for the no-data and inspection rules, since the engine has no clock of its own.
 //! [`Engine::set_registry`] gives it the equipment registry: attributes and inspection units.
+//! A reading goes through small steps, one per part of the state, in `reading_step`.
 //!
 //! State per device: its alerts, keyed by rule and code (the code or bit of a `per_code` rule,
 //! none otherwise), and one window series per point its kind's rules aggregate. Per gateway:
@@ -13,7 +14,6 @@
 //! [`alert::step`]: crate::alert::step
 
 use std::borrow::Cow;
-use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -21,14 +21,13 @@ use telemetry::{AlertMessage, AlertStatus, Reading, Value};
 
 use crate::alert::{step, Alert, AlertState, Transition, Ts};
 use crate::date::CHINA_UTC_OFFSET_MS;
-use crate::expr::{Bindings, Evaluator};
+use crate::expr::Evaluator;
 use crate::registry::{Registry, Unit};
-use crate::rule_file::{Codes, Rule, RuleSet, RuleType};
+use crate::rule_file::{Rule, RuleSet, RuleType};
 use crate::window::Series;
 use inspection::Schedules;
 use lifecycle::Lifecycle;
 use plan::KindPlan;
-use rule_errors::no_answer;
 
 pub use census::Firing;
 pub use inspection::REGISTRY_GATEWAY;
@@ -48,6 +47,7 @@ mod inspection;
 mod lifecycle;
 mod no_data;
 mod plan;
+mod reading_step;
 mod rule_errors;
 mod snapshot;
 #[cfg(test)]
@@ -207,26 +207,6 @@ fn step_slot<K: Eq + Copy>(
         }
     }
     out
-}
-
-/// The value of a fault-code or alarm-word point as an integer.
-fn integer(value: &Value) -> Option<i64> {
-    match value {
-        Value::Int(i) => Some(*i),
-        Value::Float(f) if f.is_finite() && f.fract() == 0.0 => Some(*f as i64),
-        Value::Bool(b) => Some(i64::from(*b)),
-        _ => None,
-    }
-}
-
-/// The listed codes active in `value`: the value itself, or each set bit of an alarm word.
-fn active(codes: &Codes, bits: bool, value: i64) -> Vec<(i64, &str)> {
-    codes
-        .names
-        .iter()
-        .filter(|(&c, _)| if bits { (value >> c) & 1 == 1 } else { value == c })
-        .map(|(&c, n)| (c, n.as_str()))
-        .collect()
 }
 
 /// How long a no-data rule waits, as text for its summary (`{after}`) and in milliseconds.
@@ -403,210 +383,5 @@ impl Engine {
     pub fn process(&mut self, reading: &Reading) -> Vec<AlertMessage> {
         let raw = self.step_reading(reading);
         self.notify(raw)
-    }
-
-    /// The state machine's transitions of one reading.
-    fn step_reading(&mut self, reading: &Reading) -> Vec<AlertMessage> {
-        self.stats.readings += 1;
-        let ts = reading.ts_ms;
-        let host_now = self.now.unwrap_or(ts);
-        if !self.plans.contains_key(&reading.kind) {
-            self.plans.insert(reading.kind.clone(), KindPlan::new(&self.rules.rules, &reading.kind));
-        }
-        let plan = &self.plans[&reading.kind];
-        if !self.devices.contains_key(reading.device.as_str()) {
-            let state = DeviceState {
-                kind: self.names.get(&reading.kind),
-                gateway: self.names.get(&reading.gateway),
-                last_seen: Ts::MIN,
-                // Seen now: with no values ever, it has sent no data since.
-                last_data: ts,
-                active_at: host_now,
-                windows: vec![Series::default(); plan.windows.len()].into(),
-                alerts: Vec::new(),
-                maintenance: Vec::new(),
-            };
-            self.devices.insert(reading.device.as_str().into(), state);
-        }
-        let device = self.devices.get_mut(reading.device.as_str()).expect("inserted above");
-        device.active_at = host_now;
-        if ts <= device.last_seen {
-            return Vec::new();
-        }
-        device.last_seen = ts;
-        if !reading.values.is_empty() {
-            device.last_data = ts;
-        }
-        if *device.kind != *reading.kind {
-            device.kind = self.names.get(&reading.kind);
-            device.windows = vec![Series::default(); plan.windows.len()].into();
-        }
-        if *device.gateway != *reading.gateway {
-            device.gateway = self.names.get(&reading.gateway);
-        }
-        for (((point, keep_ms), spacing), series) in
-            plan.windows.iter().zip(&plan.spacing).zip(&mut device.windows)
-        {
-            if let Some(v) = reading.values.get(point).and_then(Value::as_f64) {
-                series.push_spaced(ts, v, *keep_ms, *spacing);
-            }
-        }
-        // An aggregate has a value only when this reading carries its point.
-        let aggregates: Vec<(&str, f64)> = plan
-            .aggregates
-            .iter()
-            .filter(|a| reading.values.get(&plan.windows[a.window].0).and_then(Value::as_f64).is_some())
-            .filter_map(|a| {
-                let v = device.windows[a.window].aggregate(a.func, a.window_ms, ts)?;
-                Some((a.variable.as_str(), v))
-            })
-            .collect();
-        let resolved = OnceCell::new();
-        let attributes = || {
-            let unit = self.registry.get(&reading.device);
-            resolved.get_or_init(|| attribute_map(unit, self.attributes.get(&reading.device))).as_deref()
-        };
-        let bindings = Bindings::new(
-            reading,
-            if plan.reads_device { attributes() } else { None },
-            plan.reads_device,
-            &aggregates,
-        );
-        for &i in &plan.signals {
-            let RuleType::Inspection(rule) = &self.rules.rules[i].rule_type else { continue };
-            let Some(signal) = &rule.signal else { continue };
-            self.stats.evaluations += 1;
-            let maintained = self.evaluator.check(signal, &bindings);
-            if maintained.is_none() {
-                self.stats.eval_errors += 1;
-                let text = || no_answer(&self.evaluator, reading, signal, &bindings);
-                self.rule_errors.record(i, ts, text);
-            }
-            self.schedules.saw(&reading.device, ts, maintained == Some(true));
-        }
-        for &i in &plan.inhibits {
-            let Some(inhibit) = &self.rules.rules[i].lifecycle.inhibit_when else { continue };
-            self.stats.evaluations += 1;
-            match self.evaluator.check(inhibit, &bindings) {
-                Some(on) => match device.maintenance.iter_mut().find(|m| *m.0 == *inhibit.source) {
-                    Some(latest) => (latest.1, latest.2) = (on, ts),
-                    None => {
-                        device.maintenance.reserve_exact(1);
-                        device.maintenance.push((self.names.get(&inhibit.source), on, ts));
-                    }
-                },
-                // A reading without the signal: the latest answer stands.
-                None => {
-                    self.stats.eval_errors += 1;
-                    self.rule_errors
-                        .record(i, ts, || no_answer(&self.evaluator, reading, inhibit, &bindings));
-                }
-            }
-        }
-        let maintenance = &device.maintenance;
-        let inhibited = |rule: &Rule| {
-            let source = rule.lifecycle.inhibit_when.as_ref().map(|c| c.source.as_str());
-            source.is_some_and(|s| maintenance.iter().any(|(m, on, _)| **m == *s && *on))
-        };
-        // The host's time, as far as the engine knows it: for no-data rules.
-        let now = self.now.map_or(ts, |n| n.max(ts));
-        let mut out = Vec::new();
-        for &i in &plan.rules {
-            let rule = &self.rules.rules[i];
-            match &rule.rule_type {
-                RuleType::Threshold { when, clear } => {
-                    let key = (i, None);
-                    let firing = slot(&device.alerts, &key)
-                        .is_some_and(|s| matches!(s.alert.state, AlertState::Firing { .. }));
-                    self.stats.evaluations += 1;
-                    let (condition, clearing) = match (clear, firing) {
-                        (Some(clear), true) => (clear, true),
-                        _ => (when, false),
-                    };
-                    let Some(answer) = self.evaluator.check(condition, &bindings) else {
-                        // No answer is not an answer: the alert stays as it is.
-                        self.stats.eval_errors += 1;
-                        self.rule_errors
-                            .record(i, ts, || no_answer(&self.evaluator, reading, condition, &bindings));
-                        continue;
-                    };
-                    let (matched, cleared) = if clearing { (!answer, answer) } else { (answer, !answer) };
-                    // In maintenance: nothing new goes pending or fires; a firing alert may clear.
-                    let matched = matched && !inhibited(rule);
-                    if let Some((t, _)) = step_slot(&mut device.alerts, key, matched, cleared, rule, ts, None)
-                    {
-                        out.push(message(rule, rule.id.clone(), reading, attributes(), &[], t, ts));
-                    }
-                }
-                RuleType::FaultCode(codes) | RuleType::Bits(codes) => {
-                    self.stats.evaluations += 1;
-                    let Some(value) = reading.values.get(&codes.point).and_then(integer) else {
-                        self.stats.eval_errors += 1;
-                        let text =
-                            || format!("{}: `{}` is missing or not an integer", reading.device, codes.point);
-                        self.rule_errors.record(i, ts, text);
-                        continue;
-                    };
-                    let active = active(codes, matches!(rule.rule_type, RuleType::Bits(_)), value);
-                    let inhibited = inhibited(rule);
-                    if codes.per_code {
-                        for (&code, name) in &codes.names {
-                            let matched = active.iter().any(|&(c, _)| c == code);
-                            let key = (i, Some(code));
-                            let raised = matched && !inhibited;
-                            if let Some((t, _)) =
-                                step_slot(&mut device.alerts, key, raised, !matched, rule, ts, None)
-                            {
-                                let code = code.to_string();
-                                let extra = [("code", code.as_str()), ("code_name", name.as_str())];
-                                let id = format!("{}.{name}", rule.id);
-                                out.push(message(rule, id, reading, attributes(), &extra, t, ts));
-                            }
-                        }
-                    } else {
-                        let matched = !active.is_empty();
-                        let detail = matched.then(|| {
-                            let codes: Vec<String> = active.iter().map(|(c, _)| c.to_string()).collect();
-                            let names: Vec<&str> = active.iter().map(|(_, n)| *n).collect();
-                            (codes.join(","), names.join(","))
-                        });
-                        let key = (i, None);
-                        let raised = matched && !inhibited;
-                        if let Some((t, detail)) =
-                            step_slot(&mut device.alerts, key, raised, !matched, rule, ts, detail)
-                        {
-                            let (code, name) = detail.unwrap_or_default();
-                            let extra = [("code", code.as_str()), ("code_name", name.as_str())];
-                            out.push(message(rule, rule.id.clone(), reading, attributes(), &extra, t, ts));
-                        }
-                    }
-                }
-                RuleType::NoData { .. } => {
-                    // Data is back, unless the reading is itself older than `after` (a replay).
-                    // Only `tick` fires: a reading can only resolve.
-                    let (after, after_ms) = after(rule);
-                    if now.saturating_sub(device.last_data) < after_ms {
-                        let resolved = step_slot(&mut device.alerts, (i, None), false, true, rule, now, None);
-                        if let Some((t, _)) = resolved {
-                            let extra = [("after", after.as_str())];
-                            out.push(message(rule, rule.id.clone(), reading, attributes(), &extra, t, now));
-                        }
-                    }
-                }
-                RuleType::GatewayNoData { .. } | RuleType::Inspection(_) => {}
-            }
-        }
-        for &i in &plan.gateway {
-            let rule = &self.rules.rules[i];
-            let Some(gateway) = self.gateways.get_mut(&reading.gateway) else { break };
-            let (after, after_ms) = after(rule);
-            if now.saturating_sub(ts) < after_ms {
-                if let Some((t, _)) = step_slot(&mut gateway.alerts, i, false, true, rule, now, None) {
-                    let origin = no_data::gateway_reading(&reading.gateway, now);
-                    out.push(message(rule, rule.id.clone(), &origin, None, &[("after", &after)], t, now));
-                }
-            }
-        }
-        out
     }
 }
