@@ -162,17 +162,7 @@ mod tests {
     #[test]
     fn run_can_be_spawned() {
         fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
-        let sim = sim::Simulator::new(
-            &sim::SimPlan {
-                counts: vec![("boiler".into(), 1)],
-                fault_period: Duration::from_secs(60),
-                fault_duration: Duration::ZERO,
-                fault_delay: Duration::ZERO,
-                fault_stagger: Duration::ZERO,
-            },
-            0,
-        )
-        .unwrap();
+        let sim = sim::Simulator::new(&sim::SimPlan::without_faults(&[("boiler", 1)]), 0).unwrap();
         let text = sim.gateway_config(
             "gw-send",
             "127.0.0.1:5020".parse().unwrap(),

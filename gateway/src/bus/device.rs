@@ -218,13 +218,7 @@ mod tests {
 
     /// A boiler polled every second, its state from `t0`.
     fn boiler(t0: Instant) -> DeviceState {
-        let plan = SimPlan {
-            counts: vec![("boiler".into(), 1)],
-            fault_period: Duration::from_secs(60),
-            fault_duration: Duration::ZERO,
-            fault_delay: Duration::ZERO,
-            fault_stagger: Duration::ZERO,
-        };
+        let plan = SimPlan::without_faults(&[("boiler", 1)]);
         let sim = Simulator::new(&plan, 0).unwrap();
         let link = crate::line::Link::Tcp { address: "127.0.0.1:1".into() };
         let text = sim.gateway_config_on("gw-t", &link, "mqtt://127.0.0.1:1", Duration::from_secs(1));

@@ -18,13 +18,7 @@ const SECOND: Duration = Duration::from_secs(1);
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
 fn one_boiler() -> Arc<Simulator> {
-    let plan = SimPlan {
-        counts: vec![("boiler".into(), 1)],
-        fault_period: Duration::from_secs(60),
-        fault_duration: Duration::ZERO,
-        fault_delay: Duration::ZERO,
-        fault_stagger: Duration::ZERO,
-    };
+    let plan = SimPlan::without_faults(&[("boiler", 1)]);
     Arc::new(Simulator::new(&plan, FROZEN_AT).unwrap().frozen_at(FROZEN_AT))
 }
 

@@ -94,6 +94,19 @@ pub struct SimPlan {
     pub fault_stagger: Duration,
 }
 
+impl SimPlan {
+    /// `counts` devices of each kind that never fault.
+    pub fn without_faults(counts: &[(&str, usize)]) -> SimPlan {
+        SimPlan {
+            counts: counts.iter().map(|(kind, n)| (kind.to_string(), *n)).collect(),
+            fault_period: Duration::from_secs(60),
+            fault_duration: Duration::ZERO,
+            fault_delay: Duration::ZERO,
+            fault_stagger: Duration::ZERO,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("the simulator knows no kind `{0}` (it knows elevator, boiler, water_meter, charging_pile, charging_pile_ac)")]
